@@ -1,0 +1,1 @@
+"""The pure compute core: numpy and torch only, no napari, no Qt."""

@@ -1,0 +1,90 @@
+"""Device choice (CUDA, then MPS, then CPU), memory budgets and numeric precision."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from .errors import UNetInputError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def available_devices() -> list[str]:
+    """Devices this machine offers, best first: ``cuda:N`` for each GPU, ``mps``, ``cpu``."""
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices + ["cpu"]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"`` picks CUDA, then MPS, then CPU; anything else is checked to exist."""
+    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+        return torch.device(available_devices()[0])
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UNetInputError(f"unknown device {device!r}; use one of {available_devices()} or 'auto'.") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UNetInputError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UNetInputError(f"device {device!r} does not exist; available: {available_devices()}.")
+    if dev.type == "mps" and str(dev) not in available_devices():
+        raise UNetInputError(f"device {device!r} asked for, but MPS is not available here; use 'cpu' or 'auto'.")
+    return dev
+
+
+def _available_host_memory() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with napari, not with the bare core
+        pages = os.sysconf("SC_AVPHYS_PAGES")
+        return int(pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes that one batch of tiles may take on ``device``.
+
+    On CUDA, 70% of the free memory; on CPU and MPS, a quarter of the available host memory, at most 4 GiB,
+    so that prediction leaves room for the viewer and the image itself.
+    """
+    env = os.environ.get("SEAMLESS_UNET_MEMORY_BUDGET_MB")
+    if env:
+        return int(float(env) * 2**20)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.7)
+    return int(min(_available_host_memory() / 4, 4 * 2**30))
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or ``None`` for plain float32.
+
+    ``auto`` means bf16 on CUDA devices that support it (it agrees with fp32 on the labels of trained models,
+    see benchmarks/README.md) and fp32 elsewhere.
+    """
+    if precision not in PRECISIONS:
+        raise UNetInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if precision == "fp16" and device.type == "cpu":
+        warnings.warn("fp16 autocast is slow or unsupported on CPU; using bf16 instead", stacklevel=3)
+        return torch.bfloat16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device out-of-memory error (CUDA or MPS)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()

@@ -1,0 +1,100 @@
+"""Intensity normalisation that travels with the model, so that training and prediction agree."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import UNetInputError
+
+MODES = ("percentile", "minmax", "none")
+# Percentiles of very large (lazy) images are estimated from a strided subsample of about this many values
+# per channel: exact enough for intensity scaling, and it keeps a 20000x20000 zarr image out of memory.
+_MAX_SAMPLES = 1 << 22
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How image intensities are mapped before the network.
+
+    Parameters
+    ----------
+    mode : {"percentile", "minmax", "none"}
+        ``percentile`` maps the ``low`` and ``high`` percentiles of each channel to 0 and 1 (robust to hot
+        pixels); ``minmax`` maps min and max; ``none`` passes intensities through as float32.
+    low, high : float
+        Percentiles for ``mode="percentile"``.
+    """
+
+    mode: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"normalization mode must be one of {MODES}, got {self.mode!r}")
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ValueError(f"need 0 <= low < high <= 100 percentiles, got low={self.low}, high={self.high}")
+
+    @classmethod
+    def from_any(cls, value: Normalization | dict | None) -> Normalization:
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        if isinstance(value, str):
+            return cls(mode=value)
+        raise TypeError(f"normalization must be a Normalization, dict or mode name, got {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def statistics(self, image, channel_axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel offset and scale for ``image`` (numpy, dask or zarr), estimated from a bounded sample.
+
+        Returns ``(offset, scale)`` arrays of length n_channels so that ``(x - offset) * scale`` is normalised.
+        """
+        n_channels = 1 if channel_axis is None else image.shape[channel_axis]
+        if self.mode == "none":
+            return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
+        sample = np.asarray(_subsample(image, channel_axis), dtype=np.float64)  # (C, N)
+        if not np.all(np.isfinite(sample)):
+            raise UNetInputError(
+                "the image contains NaN or Inf values; replace them first (e.g. numpy.nan_to_num) or mask them out."
+            )
+        if self.mode == "percentile":
+            lo, hi = np.percentile(sample, [self.low, self.high], axis=1)
+        else:
+            lo, hi = sample.min(axis=1), sample.max(axis=1)
+        span = hi - lo
+        # A constant channel carries no information: map it to 0 instead of dividing by zero.
+        scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0)
+        return lo.astype(np.float32), scale.astype(np.float32)
+
+
+def apply_statistics(tile: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Normalise a ``(C, ...)`` tile with per-channel statistics; returns float32."""
+    shape = (-1,) + (1,) * (tile.ndim - 1)
+    return (tile.astype(np.float32, copy=False) - offset.reshape(shape)) * scale.reshape(shape)
+
+
+def _subsample(image, channel_axis: int | None) -> np.ndarray:
+    """A strided subsample of ``image`` as a (C, N) array, reading at most about _MAX_SAMPLES values a channel."""
+    ndim = len(image.shape)
+    spatial_axes = [a for a in range(ndim) if a != channel_axis]
+    size = int(np.prod([image.shape[a] for a in spatial_axes])) if spatial_axes else 1
+    step = 1
+    while size / step ** len(spatial_axes) > _MAX_SAMPLES:
+        step += 1
+    index = tuple(slice(None) if a == channel_axis else slice(None, None, step) for a in range(ndim))
+    sample = image[index]
+    if hasattr(sample, "compute"):  # dask
+        sample = sample.compute()
+    sample = np.asarray(sample)
+    if channel_axis is None:
+        return sample.reshape(1, -1)
+    return np.moveaxis(sample, channel_axis, 0).reshape(sample.shape[channel_axis], -1)

@@ -1,0 +1,73 @@
+"""The progress protocol shared by the viewer, the command line and tests.
+
+Long computations are generators that ``yield`` :class:`Progress` events and ``return`` their result (napari's
+generator thread workers deliver the two as ``yielded`` and ``returned``). :func:`run` drives such a generator
+synchronously for scripts, feeding a progress callback or a tqdm-like object and honouring a stop request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple
+
+from .errors import Cancelled
+
+
+class Progress(NamedTuple):
+    """``done`` of ``total`` units (tiles, steps) of the ``stage`` finished; ``info`` carries extras (loss...)."""
+
+    done: int
+    total: int
+    stage: str = ""
+    info: dict | None = None
+
+
+ProgressLike = Callable[[int, int], Any] | Any
+
+
+def as_callback(progress: ProgressLike | None) -> Callable[[Progress], None]:
+    """Turn ``None``, a ``callback(done, total)`` or a tqdm-like object (``.update``, ``.total``) into one callable."""
+    if progress is None:
+        return lambda event: None
+    if hasattr(progress, "update") and hasattr(progress, "total"):
+        last = {"n": 0}
+
+        def update_bar(event: Progress) -> None:
+            if progress.total != event.total:
+                progress.total = event.total
+                if hasattr(progress, "refresh"):
+                    progress.refresh()
+            if event.done < last["n"]:  # a new stage restarts the count
+                last["n"] = 0
+                if hasattr(progress, "reset"):
+                    progress.reset(total=event.total)
+            progress.update(event.done - last["n"])
+            last["n"] = event.done
+
+        return update_bar
+    if callable(progress):
+        return lambda event: progress(event.done, event.total)
+    raise TypeError(f"progress must be a callable(done, total) or a tqdm-like object, got {type(progress).__name__}")
+
+
+def run(
+    generator: Generator[Progress, None, Any],
+    progress: ProgressLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    partial: Callable[[], Any] | None = None,
+) -> Any:
+    """Drive a progress generator to completion and return its result.
+
+    If ``should_stop()`` becomes true the generator is closed (so it can keep what it finished) and
+    :class:`Cancelled` is raised, carrying ``partial()`` when given.
+    """
+    callback = as_callback(progress)
+    try:
+        while True:
+            event = next(generator)
+            callback(event)
+            if should_stop is not None and should_stop():
+                generator.close()
+                raise Cancelled("stopped on request", partial=partial() if partial else None)
+    except StopIteration as stop:
+        return stop.value
