@@ -64,9 +64,7 @@ def resolve_axes(shape: Sequence[int], axes: str | None, in_channels: int = 1, n
         )
     bad = [a for a in axes if a not in KNOWN_AXES]
     if bad or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
-        raise UNetInputError(
-            f"axes {axes!r} is invalid: use each of T, Z, C, Y, X at most once, Y and X exactly once."
-        )
+        raise UNetInputError(f"axes {axes!r} is invalid: use each of T, Z, C, Y, X at most once, Y and X exactly once.")
     n_channels = shape[axes.index("C")] if "C" in axes else 1
     if n_channels != in_channels:
         where = f"axis C has {n_channels}" if "C" in axes else "it has no channel axis"

@@ -17,7 +17,7 @@ def available_devices() -> list[str]:
     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append("mps")
-    return devices + ["cpu"]
+    return [*devices, "cpu"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

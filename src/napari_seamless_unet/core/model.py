@@ -112,12 +112,17 @@ class UNet(nn.Module):
         self.task = task
         self.normalization = Normalization.from_any(normalization)
         if class_names is None:
-            class_names = ["background", "foreground"] if num_classes == 2 else [f"class {i}" for i in range(num_classes)]
+            class_names = (
+                ["background", "foreground"] if num_classes == 2 else [f"class {i}" for i in range(num_classes)]
+            )
         self.class_names = [str(n) for n in class_names]
 
         channels = [base_channels * 2**level for level in range(depth + 1)]
         self.down = nn.ModuleList(
-            [_double_conv(in_channels if level == 0 else channels[level - 1], channels[level]) for level in range(depth)]
+            [
+                _double_conv(in_channels if level == 0 else channels[level - 1], channels[level])
+                for level in range(depth)
+            ]
         )
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.dropout = nn.Dropout2d(self.dropout_p) if self.dropout_p > 0 else nn.Identity()
@@ -142,7 +147,8 @@ class UNet(nn.Module):
         """Map ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H - 2*halo, W - 2*halo)``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise shapes.InvalidShapeError(
-                f"the network expects a (batch, {self.in_channels}, height, width) tensor, got {tuple(x.shape)}"
+                f"the network expects {self.in_channels} input channel(s) as a (batch, {self.in_channels}, height, "
+                f"width) tensor, got shape {tuple(x.shape)}"
             )
         # Fail before any work, with the nearest valid shapes, rather than deep inside a pooling layer.
         shapes.check_input_shape(tuple(x.shape[-2:]), self.depth, what="input")

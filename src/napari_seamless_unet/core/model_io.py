@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
             f"refused to load {str(path)!r}: it contains Python objects that could run code when loaded, which "
             f"model files of napari-seamless-unet never do. Only load files from sources you trust. ({err})"
         ) from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+    except Exception as err:
         raise ModelFileError(
             f"{str(path)!r} is not a readable model file (truncated, corrupt, or another program's file): {err}"
         ) from None
@@ -144,7 +143,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload["config"] = json.loads(payload["config"])
         payload["metadata"] = json.loads(payload.get("metadata") or "{}")
-        payload["state_dict"]  # noqa: B018 - presence check
+        payload["state_dict"]
     except (KeyError, TypeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{str(path)!r} is damaged: missing or unreadable entry {err}.") from None
     return payload

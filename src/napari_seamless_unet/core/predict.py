@@ -104,9 +104,7 @@ class _Runner:
             tensor = tensor.to(self.device)
         if self.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
         with torch.inference_mode(), autocast:
             logits = self.model(tensor).float()
             if output == "labels":
@@ -197,7 +195,9 @@ def iter_predict(
     channel_axis = axes.index("C") if "C" in axes else None
     offset, scale = model.normalization.statistics(image, channel_axis)
     if model.normalization.mode != "none" and np.all(scale == 0):
-        warnings.warn(f"{name} is constant: it carries no information and will be segmented as one class.", stacklevel=2)
+        warnings.warn(
+            f"{name} is constant: it carries no information and will be segmented as one class.", stacklevel=2
+        )
 
     expected = _output_shape(image.shape, axes, output, model.num_classes)
     if out is None:
@@ -255,7 +255,7 @@ def iter_predict(
                         plane_done += len(batch_tiles)
                         yield Progress(done + plane_done * len(grid) // len(plane_grid), total, "predict")
                     break
-                except Exception as err:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
+                except Exception as err:
                     if not is_out_of_memory(err):
                         raise
                     plane_grid, plane_batch, runner = _shrink_after_oom(model, plane_grid, plane_batch, runner, err)
@@ -276,7 +276,9 @@ def _shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: _Runner, 
         warnings.warn(f"out of memory with tiles of {grid.tile_shape}; retrying with smaller tiles", stacklevel=3)
         return TileGrid.for_stride(grid.image_shape, smaller, model.depth), 1, runner
     if runner.device.type != "cpu":
-        warnings.warn(f"out of memory on {runner.device} even with the smallest tiles; continuing on the CPU", stacklevel=3)
+        warnings.warn(
+            f"out of memory on {runner.device} even with the smallest tiles; continuing on the CPU", stacklevel=3
+        )
         return grid, 1, _Runner(model, torch.device("cpu"), runner.precision)
     raise err
 
@@ -331,8 +333,17 @@ def predict(
     if out is None:
         # Allocated here, not in the generator, so that a stopped run can hand back what it finished.
         out = allocate_output(model, image, axes=axes, output="probabilities")
-    gen = iter_predict(model, image, axes=axes, tile_shape=tile_shape, batch_size=batch_size, device=device,
-                       precision=precision, output="probabilities", out=out)
+    gen = iter_predict(
+        model,
+        image,
+        axes=axes,
+        tile_shape=tile_shape,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        output="probabilities",
+        out=out,
+    )
     return run(gen, progress, should_stop, partial=lambda: out)
 
 
@@ -366,8 +377,17 @@ def segment(
     if out is None:
         out = allocate_output(model, image, axes=axes, output="labels")
     return run(
-        iter_segment(model, image, axes=axes, tile_shape=tile_shape, batch_size=batch_size, device=device,
-                     precision=precision, out=out, min_size=min_size),
+        iter_segment(
+            model,
+            image,
+            axes=axes,
+            tile_shape=tile_shape,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            out=out,
+            min_size=min_size,
+        ),
         progress,
         should_stop,
         partial=lambda: out,

@@ -75,7 +75,9 @@ class TileGrid:
         step = 2**depth
         stride = tuple((o // step) * step for o in out)
         if min(stride) < step:
-            raise InvalidShapeError(f"tile shape {tile_shape} is too small; use at least {shapes.min_input_size(depth) + step}")
+            raise InvalidShapeError(
+                f"tile shape {tile_shape} is too small; use at least {shapes.min_input_size(depth) + step}"
+            )
         return cls(tuple(int(s) for s in image_shape), tile_shape, out, stride, shapes.halo(depth))
 
     @classmethod
@@ -108,7 +110,8 @@ class TileGrid:
     def input_indices(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
         """Mirrored source indices (Y, X) of the tile's input."""
         return tuple(
-            reflect_indices(start, start + t, n) for start, t, n in zip(tile.in_start, self.tile_shape, self.image_shape)
+            reflect_indices(start, start + t, n)
+            for start, t, n in zip(tile.in_start, self.tile_shape, self.image_shape)
         )
 
     @property

@@ -1,0 +1,188 @@
+"""On-the-fly augmentation on the training device: elastic deformation, flips, rotations, shifts, grey values.
+
+Every training sample is drawn as one sampling grid that combines a random position (shift), a flip, a rotation
+and the paper's smooth elastic deformation (random displacements on a coarse 3x3 grid, interpolated bicubically
+to every pixel). The grid is applied to image, weight map and labels alike, so they stay aligned: one
+``grid_sample`` call per batch interpolates image and weights bilinearly, one more reads labels (and the
+annotation mask) with nearest neighbour, so labels only take values present in the input. Source regions are
+read with mirrored borders, like prediction does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .tiling import reflect_indices
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Augmentation parameters.
+
+    Parameters
+    ----------
+    elastic_std : float
+        Standard deviation in pixels of the random displacements on the coarse grid (paper: 10); 0 disables.
+    elastic_grid : int
+        Points per side of the coarse displacement grid (paper: 3).
+    flip : bool
+        Random horizontal and vertical flips.
+    rotate90 : bool
+        Random multiples of 90 degrees.
+    rotation : float
+        Largest free rotation in degrees (uniform in [-rotation, rotation]); 0 disables.
+    brightness, contrast, gamma : float
+        Grey-value changes of the image only: additive offset in [-b, b] (normalised units), contrast factor
+        in [1 - c, 1 + c], gamma in [1 - g, 1 + g].
+    """
+
+    elastic_std: float = 10.0
+    elastic_grid: int = 3
+    flip: bool = True
+    rotate90: bool = True
+    rotation: float = 180.0
+    brightness: float = 0.1
+    contrast: float = 0.2
+    gamma: float = 0.2
+
+    def source_margin(self, tile: int) -> int:
+        """Half side of the square source region that one ``tile`` x ``tile`` sample can reach."""
+        half = (tile - 1) / 2.0
+        if self.rotation > 0:
+            half *= math.sqrt(2.0)
+        return math.ceil(half + 4.0 * max(0.0, self.elastic_std) + 2.0)
+
+
+class PlaneStore:
+    """Training planes kept on the device: image channels, weight map, target class and annotation mask.
+
+    Each plane is one ``(C + 2, H, W)`` float tensor ``[image..., weight, target]``; the weight map is
+    computed once at load and deformed with the image, never recomputed per step.
+    """
+
+    def __init__(self, planes: list[tuple[np.ndarray, np.ndarray, np.ndarray]], device: torch.device):
+        self.channels = planes[0][0].shape[0]
+        self.device = device
+        self.tensors = [
+            torch.from_numpy(
+                np.concatenate([img.astype(np.float32), w[None].astype(np.float32), t[None].astype(np.float32)])
+            ).to(device)
+            for img, t, w in planes
+        ]
+        areas = np.array([t.shape[-1] * t.shape[-2] for t in self.tensors], dtype=np.float64)
+        self.probabilities = torch.from_numpy(areas / areas.sum())
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+def _crop_mirrored(plane: torch.Tensor, cy: int, cx: int, margin: int) -> torch.Tensor:
+    h, w = plane.shape[-2:]
+    iy = torch.from_numpy(reflect_indices(cy - margin, cy + margin + 1, h)).to(plane.device)
+    ix = torch.from_numpy(reflect_indices(cx - margin, cx + margin + 1, w)).to(plane.device)
+    return plane.index_select(1, iy).index_select(2, ix)
+
+
+def sample_batch(
+    store: PlaneStore,
+    tile: int,
+    batch_size: int,
+    augmentation: Augmentation,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw an augmented batch.
+
+    Parameters
+    ----------
+    store : PlaneStore
+        Training planes on the device.
+    tile : int
+        Side of the square input tile.
+    batch_size : int
+        Samples per batch.
+    augmentation : Augmentation
+        Parameters.
+    generator : torch.Generator
+        CPU generator for all random choices (reproducible for a seed on any device).
+
+    Returns
+    -------
+    image : (B, C, tile, tile) float tensor
+    target : (B, tile, tile) long tensor
+    weight : (B, tile, tile) float tensor (0 where unannotated)
+    """
+    aug = augmentation
+    dev, c = store.device, store.channels
+    margin = aug.source_margin(tile)
+    side = 2 * margin + 1
+    g = generator
+
+    index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
+    patches, frac = [], []
+    for i in index:
+        plane = store.tensors[i]
+        h, w = plane.shape[-2:]
+        pos = torch.rand(2, generator=g, dtype=torch.float64) * torch.tensor([h, w], dtype=torch.float64)
+        cy, cx = int(pos[0].floor()), int(pos[1].floor())
+        frac.append([float(pos[1]) - cx, float(pos[0]) - cy])
+        patches.append(_crop_mirrored(plane, cy, cx, margin))
+    patch = torch.stack(patches)  # (B, C + 2, side, side)
+
+    # Affine part: flips, 90-degree and free rotation, composed into one 2x2 matrix per sample.
+    angle = torch.zeros(batch_size, dtype=torch.float64)
+    if aug.rotate90:
+        angle += torch.randint(0, 4, (batch_size,), generator=g).double() * (math.pi / 2)
+    if aug.rotation > 0:
+        angle += (torch.rand(batch_size, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
+    flips = torch.ones(batch_size, 2, dtype=torch.float64)
+    if aug.flip:
+        flips = torch.where(torch.rand(batch_size, 2, generator=g) < 0.5, -1.0, 1.0).double()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2) on (x, y)
+    matrix = matrix * flips[:, None, :]
+
+    coords = torch.arange(tile, dtype=torch.float32) - (tile - 1) / 2.0
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    base = torch.stack([xx, yy], -1).to(dev)  # (T, T, 2) as (x, y)
+    grid = torch.einsum("bij,yxj->byxi", matrix.float().to(dev), base)
+    grid = grid + torch.tensor(frac, dtype=torch.float32, device=dev)[:, None, None, :]
+    if aug.elastic_std > 0:
+        n = max(2, int(aug.elastic_grid))
+        coarse = torch.randn(batch_size, 2, n, n, generator=g) * aug.elastic_std
+        field = F.interpolate(coarse.to(dev), size=(tile, tile), mode="bicubic", align_corners=True)
+        # Bicubic interpolation can overshoot a little; the clamp keeps every sample inside the source margin.
+        limit = 4.0 * aug.elastic_std
+        grid = grid + field.clamp(-limit, limit).permute(0, 2, 3, 1)
+    grid = grid / margin  # patch pixel p maps to (p - margin) / margin with align_corners=True
+
+    smooth = F.grid_sample(patch[:, : c + 1], grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    exact = F.grid_sample(patch[:, c:], grid, mode="nearest", padding_mode="reflection", align_corners=True)
+    image = smooth[:, :c]
+    # A pixel whose label is read from an unannotated pixel must not count, whatever the interpolated weight.
+    weight = smooth[:, c] * (exact[:, 0] > 0)
+    target = exact[:, 1].round().long()
+    return _grey_values(image, aug, g), target, weight
+
+
+def _grey_values(image: torch.Tensor, aug: Augmentation, g: torch.Generator) -> torch.Tensor:
+    b = image.shape[0]
+    dev = image.device
+
+    def uniform(spread: float) -> torch.Tensor:
+        return ((torch.rand(b, generator=g) * 2 - 1) * spread).to(dev)[:, None, None, None]
+
+    if aug.gamma > 0:
+        lo = image.amin(dim=(1, 2, 3), keepdim=True)
+        span = (image.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min(1e-6)
+        image = lo + span * ((image - lo) / span).clamp(0, 1) ** (1.0 + uniform(aug.gamma))
+    if aug.contrast > 0:
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        image = (image - mean) * (1.0 + uniform(aug.contrast)) + mean
+    if aug.brightness > 0:
+        image = image + uniform(aug.brightness)
+    return image

@@ -1,0 +1,214 @@
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from napari_seamless_unet import UNet, predict, segment
+from napari_seamless_unet.core import shapes
+from napari_seamless_unet.core.errors import Cancelled, InvalidShapeError, UNetInputError
+from napari_seamless_unet.core.normalization import apply_statistics
+from napari_seamless_unet.core.predict import choose_tile_shape, estimate_tile_memory
+from napari_seamless_unet.core.tiling import TileGrid, reflect_indices
+
+
+def tiny(in_channels=1, num_classes=2, depth=2, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return UNet(in_channels=in_channels, num_classes=num_classes, base_channels=4, depth=depth, **kwargs).eval()
+
+
+def single_pass(model, image_cyx):
+    """Reference: one forward pass over the whole mirror-padded image, no tiles."""
+    offset, scale = model.normalization.statistics(image_cyx, 0)
+    norm = apply_statistics(image_cyx, offset, scale)
+    h, w = norm.shape[-2:]
+    step, halo = 2**model.depth, model.halo
+    # The same padding a tiled pass sees: halo before, enough after to reach a valid size.
+    out_h, out_w = (step * -(-h // step) + 4, step * -(-w // step) + 4)
+    pad = ((0, 0), (halo, out_h + halo - h), (halo, out_w + halo - w))
+    padded = np.pad(norm, pad, mode="reflect")
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(padded[None]).float())
+    return torch.softmax(logits, 1)[0, :, :h, :w].numpy()
+
+
+@pytest.mark.parametrize("shape", [(37, 23), (64, 64), (101, 150), (150, 61), (20, 20)])
+@pytest.mark.parametrize("tile", [(60, 60), (76, 108), (124, 124)])
+def test_tiled_equals_single_pass(shape, tile, device):
+    model = tiny()
+    image = np.random.default_rng(1).random(shape).astype(np.float32)
+    tiled = predict(model, image, tile_shape=tile, device=device, precision="fp32")
+    expected = single_pass(model.cpu(), image[None])
+    assert tiled.shape == (2, *shape) and tiled.dtype == np.float32
+    np.testing.assert_allclose(tiled, expected, atol=2e-5)
+
+
+def test_tiles_write_every_pixel_once():
+    grid = TileGrid.for_tile_shape((101, 150), (76, 76), depth=2)
+    count = np.zeros((101, 150), int)
+    for tile in grid:
+        count[tile.out_slices] += 1
+    assert np.all(count == 1)
+    assert all(s % 4 == 0 for s in grid.stride)
+
+
+def test_reflect_indices_match_numpy_pad():
+    for size in (1, 2, 5, 17):
+        padded = np.pad(np.arange(size), (40, 45), mode="reflect") if size > 1 else np.zeros(size + 85, int)
+        np.testing.assert_array_equal(reflect_indices(-40, size + 45, size), padded)
+
+
+def test_invalid_tile_shape_is_reported_with_fix():
+    with pytest.raises(InvalidShapeError, match=r"tile shape \(61, 60\).*\(60, 60\)"):
+        predict(tiny(), np.zeros((64, 64), np.float32), tile_shape=(61, 60))
+
+
+@pytest.mark.parametrize(
+    "axes,shape",
+    [("ZYX", (3, 40, 44)), ("TYX", (2, 40, 44)), ("TZYX", (2, 2, 40, 44)), ("YXZ", (40, 44, 3))],
+)
+def test_stacks_are_predicted_plane_by_plane(axes, shape, device):
+    model = tiny()
+    image = np.random.default_rng(2).random(shape).astype(np.float32)
+    result = predict(model, image, axes=axes, device=device, tile_shape=(60, 60))
+    assert result.shape == (2, *shape)
+    # Normalisation statistics are shared by the whole stack, so each plane equals a 2D prediction of it
+    # with the same intensity scaling.
+    offset, scale = model.normalization.statistics(image, None)
+    plane_axes = [i for i, a in enumerate(axes) if a not in "YX"]
+    first = tuple(0 if i in plane_axes else slice(None) for i in range(len(shape)))
+    plane = (image[first] - offset[0]) * scale[0]
+    alone = predict(tiny(normalization="none"), plane, device=device, tile_shape=(60, 60))
+    np.testing.assert_allclose(result[(slice(None), *first)], alone, atol=2e-5)
+
+
+@pytest.mark.parametrize("axes,shape", [("CYX", (3, 40, 44)), ("YXC", (40, 44, 3)), ("TZCYX", (2, 2, 3, 40, 44))])
+def test_channel_axis(axes, shape, device):
+    model = tiny(in_channels=3, num_classes=3)
+    image = np.random.default_rng(3).random(shape).astype(np.float32)
+    result = predict(model, image, axes=axes, device=device)
+    assert result.shape == (3, *(n for n, a in zip(shape, axes) if a != "C"))
+    np.testing.assert_allclose(result.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_rgb_is_inferred_for_three_channel_models():
+    model = tiny(in_channels=3)
+    rgb = (np.random.default_rng(4).random((40, 44, 3)) * 255).astype(np.uint8)
+    assert segment(model, rgb).shape == (40, 44)
+
+
+def test_dask_and_zarr_inputs_and_zarr_output_match_numpy(tmp_path, device):
+    model = tiny()
+    image = np.random.default_rng(5).random((2, 90, 70)).astype(np.float32)
+    expected = predict(model, image, device=device, tile_shape=(60, 60))
+    lazy = da.from_array(image, chunks=(1, 32, 32))
+    np.testing.assert_allclose(predict(model, lazy, device=device, tile_shape=(60, 60)), expected, atol=1e-6)
+    stored = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=image.shape, chunks=(1, 32, 32), dtype="f4")
+    stored[:] = image
+    out = zarr.open_array(
+        str(tmp_path / "out.zarr"), mode="w", shape=(2, *image.shape), chunks=(1, 1, 32, 32), dtype="f4"
+    )
+    result = predict(model, stored, out=out, device=device, tile_shape=(60, 60))
+    assert result is out
+    np.testing.assert_allclose(out[:], expected, atol=1e-6)
+
+
+def test_segment_semantic_and_instances(device):
+    image = np.zeros((64, 64), np.float32)
+    image[10:20, 10:20] = 1
+    image[40:55, 30:60] = 1
+    semantic = segment(tiny(), image, device=device)
+    assert semantic.dtype == np.uint8 and set(np.unique(semantic)) <= {0, 1}
+
+    model = tiny(task="instances")
+    # Make class 1 follow the image: logits = (x, -x) per pixel is not what a random net gives, so steer the
+    # head by hand: a model whose last layer copies the normalised intensity into the foreground logit.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.head.bias.copy_(torch.tensor([0.5, 0.0]))
+    # With all-zero weights the network predicts background everywhere: zero instances.
+    assert segment(model, image, device=device).max() == 0
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([0.0, 0.5]))
+    labels = segment(model, image, device=device)
+    assert labels.dtype == np.int32 and labels.max() == 1  # everything foreground: one connected component
+
+
+def test_progress_callback_and_tqdm_like():
+    calls = []
+    predict(
+        tiny(),
+        np.zeros((100, 100), np.float32),
+        tile_shape=(60, 60),
+        batch_size=2,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    total = len(TileGrid.for_tile_shape((100, 100), (60, 60), 2))
+    assert calls[-1] == (total, total) and len(calls) == -(-total // 2)
+
+    class Bar:
+        total, n = None, 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    predict(tiny(), np.zeros((3, 50, 50), np.float32), tile_shape=(60, 60), progress=bar)
+    assert bar.n == bar.total > 0
+
+
+def test_cancel_keeps_finished_planes():
+    image = np.random.default_rng(6).random((4, 40, 40)).astype(np.float32)
+    model = tiny()
+    done = []
+    with pytest.raises(Cancelled) as stop:
+        segment(
+            model, image, tile_shape=(60, 60), progress=lambda d, t: done.append(d), should_stop=lambda: len(done) >= 2
+        )
+    partial = stop.value.partial
+    full = segment(model, image, tile_shape=(60, 60))
+    np.testing.assert_array_equal(partial[:2], full[:2])
+
+
+@pytest.mark.parametrize(
+    "image,axes,message",
+    [
+        (np.zeros((2, 3, 4, 5, 6, 7), np.float32), None, "dimensions"),
+        (np.zeros((64, 64), bool), None, "bool"),
+        (np.zeros((64, 64), complex), None, "complex"),
+        (np.zeros((64, 64), object), None, "object"),
+        (np.zeros((3, 64, 64), np.float32), "CYX", "channel"),
+        (np.zeros((64, 64), np.float32), "ZYX", "letters"),
+        (np.zeros((10, 64), np.float32), None, "smaller than the network"),
+        (np.full((64, 64), np.nan, np.float32), None, "NaN"),
+    ],
+)
+def test_bad_input_gives_clear_errors(image, axes, message):
+    with pytest.raises(UNetInputError, match=message):
+        predict(tiny(), image, axes=axes)
+
+
+def test_nan_inside_a_tile_is_reported():
+    image = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    image[150, 151] = np.inf  # missed by a strided sample? it is read by a tile either way
+    with pytest.raises(UNetInputError, match="NaN or Inf"):
+        predict(tiny(), image, tile_shape=(60, 60))
+
+
+def test_constant_image_warns_and_gives_one_class():
+    with pytest.warns(UserWarning, match="constant"):
+        labels = segment(tiny(), np.full((64, 64), 7, np.uint16))
+    assert len(np.unique(labels)) == 1
+
+
+def test_automatic_tile_fits_budget_and_covers_image():
+    model = UNet(base_channels=64, depth=4)
+    tile = choose_tile_shape(model, (2048, 2048), "cpu", memory_budget_bytes=4 * 2**30)
+    assert estimate_tile_memory(model, tile) <= 4 * 2**30
+    shapes.check_input_shape(tile, 4)
+    small = choose_tile_shape(model, (100, 80), "cpu", memory_budget_bytes=4 * 2**30)
+    # One tile just covering the image: output strides 112 and 80 (multiples of 16) plus 4 and the halo.
+    assert small == (112 + 4 + 184, 80 + 4 + 184)
+    tight = choose_tile_shape(model, (2048, 2048), "cpu", memory_budget_bytes=600 * 2**20)
+    assert tight[0] < tile[0] and estimate_tile_memory(model, tight) <= 600 * 2**20
