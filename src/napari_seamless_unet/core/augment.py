@@ -119,7 +119,6 @@ def sample_batch(
     aug = augmentation
     dev, c = store.device, store.channels
     margin = aug.source_margin(tile)
-    side = 2 * margin + 1
     g = generator
 
     index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
