@@ -1,0 +1,220 @@
+"""The work behind the widgets, free of Qt: a training job and a prediction job.
+
+Each job is a generator (``run``) for a napari thread worker plus a thread-safe ``stop``/``cancel``; the widgets
+own one job per run and only forward its events to the screen. A console script can drive the same jobs with
+:func:`napari_seamless_unet.core.progress.run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core import axes as ax
+from ..core.postprocess import label_foreground
+from ..core.predict import allocate_output, iter_predict, iter_segment
+from ..core.progress import Progress
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+@dataclass
+class Preview:
+    """A prediction of the model being trained, on the preview image, at ``step``."""
+
+    step: int
+    labels: np.ndarray
+
+
+class TrainingJob:
+    """Train on annotated planes, yielding ``Progress`` events and occasional :class:`Preview` events.
+
+    Parameters
+    ----------
+    images, labels : list of arrays
+        Training planes (see :func:`._layers.training_data`).
+    config : TrainConfig
+        Training configuration.
+    preview_image : array, optional
+        A 2D plane (axes ``preview_axes``) segmented with a copy of the current model every ``preview_every``
+        steps, on the worker thread.
+    """
+
+    def __init__(
+        self,
+        images: Sequence,
+        labels: Sequence,
+        config,
+        *,
+        preview_image=None,
+        preview_axes: str | None = None,
+        preview_every: int = 0,
+    ):
+        self.images = list(images)
+        self.labels = list(labels)
+        self.config = config
+        self.preview_image = preview_image
+        self.preview_axes = preview_axes
+        self.preview_every = int(preview_every or 0)
+        self._stop = threading.Event()
+        self._checkpoint_mtime = None
+
+    def stop(self) -> None:
+        """Ask training to finish after the current step; the model so far is kept (and saved)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> Generator[Progress | Preview, None, object]:
+        """Generator for a thread worker: yields progress and previews, returns the ``TrainResult``."""
+        from ..core.train import iter_train
+
+        gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set)
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            step = int(event.done)
+            if (
+                self.preview_every > 0
+                and self.preview_image is not None
+                and step > 0
+                and (step % self.preview_every == 0 or step == event.total)
+                and not self._stop.is_set()
+            ):
+                preview = self._preview(event, step)
+                if preview is not None:
+                    yield preview
+
+    def _current_model(self, event: Progress):
+        """A copy of the network being trained: from the event if the trainer passes it, else the checkpoint."""
+        info = event.info or {}
+        model = info.get("model")
+        if model is not None:
+            # A copy, so that switching it to eval mode (and another device) does not touch the training.
+            return copy.deepcopy(model)
+        path = self.config.save_path
+        if not path or not os.path.exists(path):
+            return None
+        mtime = os.path.getmtime(path)
+        if mtime == self._checkpoint_mtime:
+            return None
+        self._checkpoint_mtime = mtime
+        from ..core.model_io import load_model
+
+        return load_model(path, device="cpu")
+
+    def _preview(self, event: Progress, step: int) -> Preview | None:
+        model = self._current_model(event)
+        if model is None:
+            return None
+        out = allocate_output(model, self.preview_image, axes=self.preview_axes, output="labels")
+        gen = iter_segment(model, self.preview_image, axes=self.preview_axes, out=out, device=self.config.device)
+        for _ in gen:
+            if self._stop.is_set():
+                gen.close()
+                return None
+        return Preview(step, out)
+
+
+# -- prediction --------------------------------------------------------------------------------------------------
+@dataclass
+class PredictionResult:
+    """Labels (and probabilities) of the planes finished; ``cancelled`` when the run stopped early."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    planes_done: list = field(default_factory=list)
+    planes_total: int = 0
+    cancelled: bool = False
+
+
+class PredictionJob:
+    """Segment an image plane by plane, so that a cancelled run keeps every finished plane.
+
+    Parameters
+    ----------
+    model : UNet
+        The network.
+    image : array-like
+        numpy, dask or zarr array with axes ``axes``; read lazily.
+    planes : list of dict, optional
+        Planes to segment (``{axis: index}``); default all. Outputs always have the whole image's shape.
+    probabilities : bool
+        Also return the class probabilities (``(num_classes, *spatial)`` float32).
+    """
+
+    def __init__(
+        self,
+        model,
+        image,
+        axes: str,
+        *,
+        planes: Sequence[dict] | None = None,
+        tile_shape: Sequence[int] | None = None,
+        device: str | None = None,
+        min_size: int = 0,
+        probabilities: bool = False,
+        name: str = "image",
+    ):
+        self.model = model
+        self.image = image
+        self.axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
+        self.planes = list(planes) if planes is not None else list(ax.iter_planes(image.shape, self.axes))
+        self.tile_shape = tile_shape
+        self.device = device
+        self.min_size = int(min_size)
+        self.probabilities = bool(probabilities)
+        self.name = name
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop after the current batch of tiles; finished planes are kept."""
+        self._cancel.set()
+
+    def run(self) -> Generator[Progress, None, PredictionResult]:
+        labels = allocate_output(self.model, self.image, axes=self.axes, output="labels")
+        probs = (
+            allocate_output(self.model, self.image, axes=self.axes, output="probabilities")
+            if self.probabilities
+            else None
+        )
+        kept = "".join(a for a in self.axes if a in "CYX")
+        result = PredictionResult(labels, probs, [], len(self.planes))
+        n = len(self.planes)
+        for i, plane in enumerate(self.planes):
+            image_plane = self.image[ax.image_index(self.axes, plane, slice(None), slice(None))]
+            out_index = ax.output_index(self.axes, plane, slice(None), slice(None))
+            name = f"{self.name} (plane {plane})" if plane else self.name
+            kwargs = {"axes": kept, "tile_shape": self.tile_shape, "device": self.device, "name": name}
+            if probs is not None:
+                gen = iter_predict(self.model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
+            else:
+                gen = iter_segment(self.model, image_plane, out=labels[out_index], min_size=self.min_size, **kwargs)
+            for event in gen:
+                fraction = event.done / max(1, event.total) if event.stage == "predict" else 1.0
+                yield Progress(int(1000 * (i + fraction) / n), 1000, "predict", {"plane": i, "planes": n})
+                if self._cancel.is_set():
+                    gen.close()
+                    # The unfinished plane holds raw class ids of some tiles only: clear it.
+                    labels[out_index] = 0
+                    if probs is not None:
+                        probs[(slice(None), *out_index)] = 0
+                    result.cancelled = True
+                    return result
+            if probs is not None:
+                classes = probs[(slice(None), *out_index)].argmax(axis=0)
+                if self.model.task == "instances":
+                    labels[out_index] = label_foreground(classes == 1, min_size=self.min_size)
+                else:
+                    labels[out_index] = classes
+            result.planes_done.append(plane)
+        return result

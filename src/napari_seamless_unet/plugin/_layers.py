@@ -1,0 +1,202 @@
+"""From napari layers to the arrays and axis strings the compute core takes, and back to layer transforms.
+
+Nothing here copies image data: dask and zarr backed layers stay lazy (the core reads them tile by tile), and
+multiscale layers are read at level 0. Only training planes are materialised, because training reads random
+crops of them many times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import axes as ax
+from ..core.errors import InvalidShapeError, UNetInputError
+
+_AXIS_NAMES = {"t": "T", "time": "T", "z": "Z", "c": "C", "channel": "C", "y": "Y", "x": "X"}
+
+
+def layer_data(layer):
+    """The layer's data without copying it; level 0 of a multiscale layer."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return data
+
+
+def _axes_from_labels(layer, ndim: int) -> str | None:
+    """Axes from user-set ``layer.axis_labels`` (e.g. ("t", "z", "y", "x")), or None for napari's defaults."""
+    labels = tuple(getattr(layer, "axis_labels", ()) or ())
+    if len(labels) != ndim:
+        return None
+    letters = "".join(_AXIS_NAMES.get(str(label).strip().lower(), "?") for label in labels)
+    if "?" in letters or len(set(letters)) != len(letters) or not letters.endswith("YX"):
+        return None
+    return letters
+
+
+def image_axes(layer, in_channels: int | None = None) -> str:
+    """Axes string of an image layer's data (level 0), e.g. ``"YX"``, ``"ZYX"``, ``"TZYX"``, ``"YXC"`` for RGB.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The layer.
+    in_channels : int, optional
+        Channels the model expects; with more than one channel a leading axis of that length is read as channels.
+    """
+    shape = tuple(layer_data(layer).shape)
+    if getattr(layer, "rgb", False):
+        spatial = len(shape) - 1
+        if not 2 <= spatial <= 4:
+            raise InvalidShapeError(f"RGB layer {layer.name!r} of shape {shape} has {spatial} spatial dimensions")
+        return "TZYX"[-spatial:] + "C"
+    named = _axes_from_labels(layer, len(shape))
+    if named is not None:
+        return named
+    return ax.default_axes(shape, in_channels or 1)
+
+
+def layer_channels(layer) -> int:
+    """Number of channels an image layer carries (3 or 4 for RGB(A), else 1 unless its axis labels name C)."""
+    axes = image_axes(layer)
+    return int(layer_data(layer).shape[axes.index("C")]) if "C" in axes else 1
+
+
+def _layer_dims_axes(layer, axes: str) -> str:
+    """The axes of the layer's dims (RGB layers have no dim for their colour axis)."""
+    return axes.replace("C", "") if getattr(layer, "rgb", False) else axes
+
+
+def spatial_transform(layer, axes: str) -> dict:
+    """``scale`` and ``translate`` of the layer restricted to the output axes (the image axes without C)."""
+    dims = _layer_dims_axes(layer, axes)
+    keep = [i for i, a in enumerate(dims) if a != "C"]
+    scale = np.asarray(layer.scale, dtype=float)
+    translate = np.asarray(layer.translate, dtype=float)
+    return {"scale": tuple(scale[keep]), "translate": tuple(translate[keep])}
+
+
+def current_plane(layer, viewer, axes: str) -> dict[str, int]:
+    """``{axis: index}`` of the plane the viewer shows for every axis other than C, Y, X.
+
+    The viewer's position is mapped through the layer's transform, so layers with a scale or an offset (or with
+    fewer dimensions than the viewer) get the right plane.
+    """
+    dims = _layer_dims_axes(layer, axes)
+    data_point = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+    shape = layer_data(layer).shape
+    plane = {}
+    for i, a in enumerate(dims):
+        if a in "CYX":
+            continue
+        n = shape[axes.index(a)]
+        plane[a] = int(np.clip(np.round(data_point[i]), 0, n - 1))
+    return plane
+
+
+def plane_index(axes: str, plane: dict[str, int]) -> tuple:
+    """Index into the image selecting one plane (C, Y, X kept whole)."""
+    return ax.image_index(axes, plane, slice(None), slice(None))
+
+
+def plane_axes(axes: str) -> str:
+    """The axes left after selecting one plane."""
+    return "".join(a for a in axes if a in "CYX")
+
+
+@dataclass
+class TrainingData:
+    """Annotated 2D planes ready for :func:`~napari_seamless_unet.core.train.iter_train`."""
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray]
+    axes: str  # "YX" or "CYX"
+    channels: int
+    summary: str
+
+
+def _any(array) -> bool:
+    value = array.any()
+    return bool(value.compute() if hasattr(value, "compute") else value)
+
+
+def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingData:
+    """Collect the annotated planes of (image layer, labels layer) pairs.
+
+    Stacks and time-lapses are split into 2D planes and only planes with some annotation are kept, so a user can
+    annotate a few planes of a large stack. Raises :class:`UNetInputError` with a message naming the layer for
+    every mistake a user can make (missing layer, shape mismatch, no annotation, inconsistent channels).
+    """
+    if not pairs:
+        raise UNetInputError("no training data: add an image layer and a Labels layer with its annotation.")
+    images, labels, channels, used, total = [], [], None, 0, 0
+    for image_layer, labels_layer in pairs:
+        if image_layer is None:
+            raise UNetInputError("choose an image layer to train on (open an image, or File > Open Sample).")
+        if labels_layer is None:
+            raise UNetInputError(
+                f"no Labels layer for {image_layer.name!r}: add one (the 'new labels layer' button of the layer "
+                f"list), paint some objects on it, and choose it here."
+            )
+        axes = image_axes(image_layer)
+        data, lab = layer_data(image_layer), layer_data(labels_layer)
+        spatial = tuple(n for n, a in zip(data.shape, axes) if a != "C")
+        if tuple(lab.shape) != spatial:
+            raise InvalidShapeError(
+                f"image {image_layer.name!r} has shape {spatial} (without channels) but labels "
+                f"{labels_layer.name!r} have shape {tuple(lab.shape)}; they must cover the same pixels. "
+                f"Choose the matching Labels layer or create a new one on this image."
+            )
+        n_channels = data.shape[axes.index("C")] if "C" in axes else 1
+        if channels is not None and n_channels != channels:
+            raise UNetInputError(
+                f"image {image_layer.name!r} has {n_channels} channel(s) but the other training images have "
+                f"{channels}; one model takes one number of channels."
+            )
+        channels = n_channels
+        spatial_axes = ax.spatial_axes(axes)
+        for plane in ax.iter_planes(data.shape, axes):
+            total += 1
+            lab_plane = lab[ax.image_index(spatial_axes, plane, slice(None), slice(None))]
+            # unlabelled="ignore": 0 carries no information, so a plane needs some positive label to count.
+            if not _any(lab_plane):
+                continue
+            img_plane = data[plane_index(axes, plane)]
+            kept = plane_axes(axes)
+            if "C" in kept:
+                img_plane = np.moveaxis(np.asarray(img_plane), kept.index("C"), 0)
+                if n_channels == 1:
+                    img_plane = img_plane[0]
+            images.append(np.asarray(img_plane))
+            labels.append(np.asarray(lab_plane))
+            used += 1
+    if not images:
+        names = ", ".join(repr(lab.name) for _, lab in pairs)
+        raise UNetInputError(
+            f"the Labels layer(s) {names} have no annotation: paint some objects (and, with 'unlabelled = "
+            f"ignored', some background with label 1) before training."
+        )
+    if any(np.issubdtype(np.asarray(lab).dtype, np.floating) for lab in labels[:1]):
+        labels = [np.asarray(lab).astype(np.int32) for lab in labels]
+    summary = f"{used} annotated plane(s)" + (f" of {total}" if total != used else "")
+    return TrainingData(images, labels, "CYX" if channels > 1 else "YX", int(channels), summary)
+
+
+def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:
+    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape."""
+    if image_layer is None or not labels_layers:
+        return None
+    try:
+        axes = image_axes(image_layer)
+    except UNetInputError:
+        return None
+    data = layer_data(image_layer)
+    spatial = tuple(n for n, a in zip(data.shape, axes) if a != "C")
+    same_shape = [lab for lab in labels_layers if tuple(layer_data(lab).shape) == spatial]
+    for lab in same_shape:
+        if lab.name.startswith(image_layer.name):
+            return lab
+    return same_shape[0] if same_shape else None

@@ -1,0 +1,287 @@
+"""The "Segment with U-Net" dock widget: run a trained model on an image layer, plane by plane, in a thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, RadioButtons, SpinBox
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+
+from ..core import axes as ax
+from ..core.errors import UNetInputError
+from ..core.model_io import load_model
+from . import _layers
+from ._common import connect_layer_changes, device_choices, layer_choices, notify_info, report_exception
+from ._jobs import PredictionJob, PredictionResult
+from ._registry import registry
+
+FROM_FILE = "from file (below)"
+SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
+#: Marks the layers this widget made, so that a per-plane run writes into its own layer, never a user's labels.
+PREDICTION_KEY = "seamless_unet_prediction"
+
+
+class PredictWidget(QWidget):
+    """Segment an image layer with a trained U-Net.
+
+    Attributes
+    ----------
+    viewer : napari.Viewer
+    image : ComboBox
+        The image layer (``.value`` is the layer).
+    model : ComboBox
+        A model of this session (see the Train widget) or ``FROM_FILE``.
+    model_file : FileEdit
+        The model file used when ``model`` is ``FROM_FILE``.
+    tile_size, device, scope, min_size, probabilities
+        The remaining settings; ``scope`` is ``"all"`` or ``"plane"``.
+    job, worker
+        The current or last run.
+    last_model : UNet or None
+        The model of the last run.
+    last_labels : numpy.ndarray or None
+        The label image of the last run (the whole stack's shape, also for a per-plane run).
+    last_probabilities : numpy.ndarray or None
+        Its class probabilities ``(num_classes, *spatial)``, when asked for.
+    last_layer : napari.layers.Labels or None
+        The Labels layer that received the result.
+    """
+
+    def __init__(self, viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.job: PredictionJob | None = None
+        self.worker = None
+        self.last_model = None
+        self.last_labels: np.ndarray | None = None
+        self.last_probabilities: np.ndarray | None = None
+        self.last_layer = None
+        self._target = None
+
+        self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
+        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.pt")
+        self.model_file.changed.connect(self._on_file_chosen)
+        self.tile_size = SpinBox(
+            label="tile size",
+            min=0,
+            max=8192,
+            value=0,
+            tooltip="input tile side in pixels; 0 = automatic (fits memory)",
+        )
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.scope = RadioButtons(label="segment", choices=SCOPES, value="all")
+        self.min_size = SpinBox(label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels (instances)")
+        self.probabilities = CheckBox(text="also add the probability map", value=False)
+        self.form = Container(
+            widgets=[
+                self.image,
+                self.model,
+                self.model_file,
+                self.tile_size,
+                self.device,
+                self.scope,
+                self.min_size,
+                self.probabilities,
+            ]
+        )
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel (keep finished planes)", enabled=False)
+        self.run_button.changed.connect(lambda *_: self.start())
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.progress_bar = QProgressBar()
+        self.status = Label(value="Choose an image and a model (train one, or pick a .unet.pt file).")
+        self.status.native.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(buttons.native)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status.native)
+        layout.addStretch()
+
+        connect_layer_changes(viewer, self.reset_choices)
+        registry.changed.connect(self._on_registry_changed)
+        self.destroyed.connect(lambda *_: registry.changed.disconnect(self._on_registry_changed))
+
+    # -- choices -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _model_choices(_widget=None) -> list[str]:
+        return [*registry.names(), FROM_FILE]
+
+    def reset_choices(self, *_):
+        self.image.reset_choices()
+        self.model.reset_choices()
+
+    def _on_registry_changed(self):
+        # A newly trained model becomes the default choice.
+        self.model.reset_choices()
+        names = registry.names()
+        if names:
+            self.model.value = names[0]
+
+    def _on_file_chosen(self, *_):
+        if self.model_file.line_edit.value:
+            self.model.value = FROM_FILE
+
+    # -- inputs --------------------------------------------------------------------------------------------------
+    def resolve_model(self):
+        """The chosen model; a file is loaded (and listed for the session). Raises ``ModelFileError``."""
+        if self.model.value != FROM_FILE:
+            return registry.get(self.model.value).model
+        path = str(self.model_file.line_edit.value or "").strip()
+        if not path:
+            raise UNetInputError("choose a model: train one with 'Train U-Net', or pick a .unet.pt model file.")
+        model = load_model(path, device="cpu")
+        registry.changed.disconnect(self._on_registry_changed)
+        try:
+            registry.add(model, Path(path).name, path)
+        finally:
+            registry.changed.connect(self._on_registry_changed)
+        self.model.reset_choices()
+        return model
+
+    def make_job(self) -> PredictionJob:
+        """A :class:`PredictionJob` for the current settings; raises ``UNetInputError`` on mistakes."""
+        layer = self.image.value
+        if layer is None:
+            raise UNetInputError("choose an image layer to segment (open an image, or File > Open Sample).")
+        model = self.resolve_model()
+        data = _layers.layer_data(layer)
+        axes = _layers.image_axes(layer, model.in_channels)
+        # Checked here, on the GUI thread, so that a wrong channel count is reported before any work starts.
+        axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
+        plane = None
+        image, image_axes = data, axes
+        if self.scope.value == "plane" and ax.plane_axes(axes):
+            plane = _layers.current_plane(layer, self.viewer, axes)
+            image, image_axes = data[_layers.plane_index(axes, plane)], _layers.plane_axes(axes)
+        tile = int(self.tile_size.value)
+        tile_shape = model.valid_input_shape((tile, tile)) if tile else None
+        device = None if self.device.value == "auto" else self.device.value
+        job = PredictionJob(
+            model,
+            image,
+            image_axes,
+            tile_shape=tile_shape,
+            device=device,
+            min_size=int(self.min_size.value),
+            probabilities=bool(self.probabilities.value),
+            name=layer.name,
+        )
+        self._target = (layer, axes, plane, model)
+        return job
+
+    # -- running -------------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+    def start(self):
+        """Start segmenting in a thread worker; returns the worker (None if the settings are wrong)."""
+        if self.running:
+            return self.worker
+        try:
+            job = self.make_job()
+        except UNetInputError as err:
+            self.status.value = report_exception(err, "Segmentation")
+            return None
+        self.job = job
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        layer, _, plane, _ = self._target
+        self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
+        worker = create_worker(job.run, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        worker.start()
+        return worker
+
+    def cancel(self):
+        """Stop after the current batch of tiles; finished planes are still added."""
+        if self.job is not None and self.running:
+            self.job.cancel()
+            self.status.value = "Cancelling…"
+
+    def _on_yielded(self, event):
+        self.progress_bar.setValue(int(event.done))
+        info = event.info or {}
+        if info.get("planes", 1) > 1:
+            self.status.value = f"plane {info['plane'] + 1} of {info['planes']}"
+
+    def _on_returned(self, result: PredictionResult):
+        layer, axes, plane, model = self._target
+        self.last_model = model
+        transform = _layers.spatial_transform(layer, axes)
+        name = f"{layer.name} labels"
+        if plane is None:
+            labels = result.labels
+            self.last_layer = self.viewer.add_labels(labels, name=name, **transform)
+            self.last_layer.metadata[PREDICTION_KEY] = layer.name
+        else:
+            labels = self._write_plane(layer, axes, plane, result.labels, name, transform)
+        self.last_labels = labels
+        self.last_probabilities = result.probabilities
+        if result.probabilities is not None and plane is None:
+            self._add_probabilities(layer, model, result.probabilities, transform)
+        done = len(result.planes_done)
+        if result.cancelled:
+            message = f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {name!r}."
+        else:
+            n = int(labels.max()) if model.task == "instances" and labels.size else None
+            message = f"Segmented {layer.name!r}" + (f": {n} objects (max label)." if n is not None else ".")
+        self.status.value = message
+        notify_info(message)
+
+    def _write_plane(self, layer, axes, plane, plane_labels, name, transform):
+        """Write one plane into this widget's Labels layer for ``layer`` (made on first use)."""
+        spatial = ax.spatial_axes(axes)
+        data = _layers.layer_data(layer)
+        full_shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
+        target = None
+        for candidate in self.viewer.layers:
+            if (
+                type(candidate).__name__ == "Labels"
+                and candidate.metadata.get(PREDICTION_KEY) == layer.name
+                and tuple(candidate.data.shape) == full_shape
+                and candidate.data.dtype == plane_labels.dtype
+            ):
+                target = candidate
+        if target is None:
+            target = self.viewer.add_labels(np.zeros(full_shape, plane_labels.dtype), name=name, **transform)
+            target.metadata[PREDICTION_KEY] = layer.name
+        target.data[ax.image_index(spatial, plane, slice(None), slice(None))] = plane_labels
+        target.refresh()
+        self.last_layer = target
+        return target.data
+
+    def _add_probabilities(self, layer, model, probabilities, transform):
+        names = [f"{layer.name} p({c})" for c in model.class_names]
+        # The background probability is 1 minus the rest for two classes: show the foreground only.
+        start = 1 if model.num_classes == 2 else 0
+        for k in range(start, model.num_classes):
+            self.viewer.add_image(
+                probabilities[k],
+                name=names[k],
+                colormap="magma",
+                blending="additive",
+                opacity=0.6,
+                contrast_limits=(0.0, 1.0),
+                **transform,
+            )
+
+    def _on_errored(self, err):
+        self.status.value = report_exception(err, "Segmentation")
+
+    def _on_finished(self):
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False

@@ -1,0 +1,327 @@
+"""The "Train U-Net" dock widget: pick annotated layers and a few settings, train in a thread, watch the loss."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+
+from ..core.errors import UNetInputError
+from ..core.progress import Progress
+from . import _layers
+from ._common import connect_layer_changes, device_choices, layer_choices, notify_info, report_exception
+from ._jobs import Preview, TrainingJob
+from ._plot import LossPlot
+from ._registry import registry
+
+#: Network size presets: label -> (base_channels, depth). The paper's network needs a GPU to train in minutes.
+PRESETS = {
+    "paper (64 channels, depth 4)": (64, 4),
+    "medium (32 channels, depth 4)": (32, 4),
+    "small (16 channels, depth 3)": (16, 3),
+    "tiny (8 channels, depth 2)": (8, 2),
+}
+TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
+UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
+
+
+class _PairRow(Container):
+    """One (image layer, Labels layer) training pair."""
+
+    def __init__(self, widget: TrainWidget):
+        self.image = ComboBox(label="image", choices=lambda _: layer_choices(widget.viewer, "Image"), nullable=True)
+        self.labels = ComboBox(label="labels", choices=lambda _: layer_choices(widget.viewer, "Labels"), nullable=True)
+        self.remove = PushButton(text="✕", tooltip="remove this pair")
+        super().__init__(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.image.changed.connect(self._guess_labels)
+        self._guess_labels()
+
+    def _guess_labels(self, *_):
+        guess = _layers.guess_labels_layer(self.image.value, [lab for _, lab in self.labels.choices if lab])
+        if guess is not None:
+            self.labels.value = guess
+
+
+class TrainWidget(QWidget):
+    """Train a U-Net on image layers and their Labels layers.
+
+    Attributes
+    ----------
+    viewer : napari.Viewer
+    form : magicgui Container
+        The settings (``task``, ``unlabelled``, ``preset``, ``steps``, ``time_budget``, ``device``, ``save_path``,
+        ``preview_every``); set their ``.value`` from a script.
+    pairs : list of (Image, Labels)
+        The training pairs chosen (see :meth:`set_pairs`).
+    job : TrainingJob or None
+        The current or last training job.
+    worker : napari thread worker or None
+        The worker running ``job``.
+    last_model : UNet or None
+        The last trained model (also listed in the Segment widget).
+    last_history : dict or None
+        Its training history (``"step"``, ``"loss"``, ``"val_step"``, ...).
+    last_path : Path or None
+        Where it was saved.
+    plot : LossPlot
+        The live loss plot.
+    """
+
+    def __init__(self, viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.job: TrainingJob | None = None
+        self.worker = None
+        self.last_model = None
+        self.last_history = None
+        self.last_path: Path | None = None
+        self.preview_layer = None
+        self._image_name = "image"
+
+        self._rows = Container(widgets=[], labels=False)
+        self._rows.margins = (0, 0, 0, 0)
+        self.add_pair_button = PushButton(text="+ add image/labels pair")
+        self.add_pair_button.changed.connect(lambda *_: self.add_pair())
+
+        self.task = ComboBox(label="task", choices=TASKS, value="instances")
+        self.unlabelled = ComboBox(label="unlabelled pixels", choices=UNLABELLED, value="background")
+        self.preset = ComboBox(
+            label="network", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
+        )
+        self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=200)
+        self.time_budget = FloatSpinBox(
+            label="time limit (min)", min=0.0, max=100_000.0, value=0.0, step=1.0, tooltip="0 = no limit"
+        )
+        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.save_path = FileEdit(label="save model as", mode="w", filter="*.unet.pt", value=self._default_path())
+        self.preview_every = SpinBox(
+            label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
+        )
+        self.preview_on = CheckBox(text="show a live prediction preview", value=True)
+        self.form = Container(
+            widgets=[
+                self.task,
+                self.unlabelled,
+                self.preset,
+                self.steps,
+                self.time_budget,
+                self.device,
+                self.save_path,
+                self.preview_on,
+                self.preview_every,
+            ]
+        )
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop (keep model)", enabled=False)
+        self.train_button.changed.connect(lambda *_: self.start())
+        self.stop_button.changed.connect(lambda *_: self.stop())
+        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setValue(0)
+        self.status = Label(value="Choose an image and its Labels layer, then Train.")
+        self.status.native.setWordWrap(True)
+        self.plot = LossPlot()
+
+        layout = QVBoxLayout(self)
+        pairs_label = Label(value="<b>Training data</b> (image → its Labels layer)")
+        for w in (pairs_label, self._rows, self.add_pair_button, self.form, buttons):
+            layout.addWidget(w.native)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status.native)
+        layout.addWidget(self.plot)
+        layout.addStretch()
+
+        self.add_pair()
+        connect_layer_changes(viewer, self.reset_choices)
+
+    # -- configuration -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _default_path() -> Path:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path.home() / "unet-models" / f"unet-{stamp}.unet.pt"
+
+    def reset_choices(self, *_):
+        """Refresh the layer choices (napari calls this when layers change)."""
+        for row in self._rows:
+            row.image.reset_choices()
+            row.labels.reset_choices()
+
+    def add_pair(self, image=None, labels=None) -> _PairRow:
+        """Add a row for one more (image, labels) pair."""
+        row = _PairRow(self)
+        row.remove.changed.connect(lambda *_: self._remove_row(row))
+        if image is not None:
+            row.image.value = image
+        if labels is not None:
+            row.labels.value = labels
+        self._rows.append(row)
+        return row
+
+    def _remove_row(self, row):
+        if len(self._rows) > 1:
+            self._rows.remove(row)
+
+    def set_pairs(self, pairs) -> None:
+        """Replace the training pairs, e.g. ``set_pairs([(viewer.layers['cells'], viewer.layers['cells labels'])])``."""
+        while len(self._rows):
+            self._rows.pop()
+        for image, labels in pairs:
+            self.add_pair(image, labels)
+
+    @property
+    def pairs(self) -> list[tuple]:
+        return [(row.image.value, row.labels.value) for row in self._rows]
+
+    def make_config(self, **overrides):
+        """The :class:`TrainConfig` the current settings describe (``overrides`` replace fields)."""
+        from ..core.train import TrainConfig
+
+        base, depth = self.preset.value
+        # FileEdit resolves an empty entry to the working directory: read the text instead.
+        path = str(self.save_path.line_edit.value or "").strip()
+        steps = int(self.steps.value)
+        values = {
+            "task": self.task.value,
+            "unlabelled": self.unlabelled.value,
+            "base_channels": base,
+            "depth": depth,
+            "steps": steps,
+            "time_budget": float(self.time_budget.value) * 60 or None,
+            "device": None if self.device.value == "auto" else self.device.value,
+            "save_path": path or None,
+            # A few validation points on every run length, so the plot shows a trend.
+            "val_every": max(1, min(50, steps // 10)),
+            "checkpoint_every": max(1, min(50, steps // 4)),
+        }
+        values.update(overrides)
+        return TrainConfig(**values)
+
+    def make_job(self, **overrides) -> TrainingJob:
+        """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes."""
+        data = _layers.training_data(self.pairs, self.unlabelled.value)
+        config = self.make_config(axes=data.axes, **overrides)
+        image_layer = self.pairs[0][0]
+        preview, preview_axes = None, None
+        every = int(self.preview_every.value) if self.preview_on.value else 0
+        if every:
+            axes = _layers.image_axes(image_layer)
+            plane = _layers.current_plane(image_layer, self.viewer, axes)
+            preview = _layers.layer_data(image_layer)[_layers.plane_index(axes, plane)]
+            preview_axes = _layers.plane_axes(axes)
+            self._preview_target = (image_layer, axes, plane)
+        self._image_name = image_layer.name
+        job = TrainingJob(
+            data.images, data.labels, config, preview_image=preview, preview_axes=preview_axes, preview_every=every
+        )
+        job.summary = data.summary
+        return job
+
+    # -- running -------------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+    def start(self):
+        """Start training in a thread worker; returns the worker (None if the settings are wrong)."""
+        if self.running:
+            return self.worker
+        try:
+            job = self.make_job()
+        except UNetInputError as err:
+            report_exception(err, "Training")
+            return None
+        self.job = job
+        self.plot.clear()
+        self.progress_bar.setRange(0, job.config.steps)
+        self.progress_bar.setValue(0)
+        self.status.value = f"Training on {job.summary}…"
+        worker = create_worker(job.run, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.train_button.enabled = False
+        self.stop_button.enabled = True
+        worker.start()
+        return worker
+
+    def stop(self):
+        """Stop after the current step, keeping (and saving) the model trained so far."""
+        if self.job is not None and self.running:
+            self.job.stop()
+            self.status.value = "Stopping after the current step…"
+
+    def _on_yielded(self, event):
+        if isinstance(event, Preview):
+            self._show_preview(event)
+            return
+        if not isinstance(event, Progress):
+            return
+        info = event.info or {}
+        step = info.get("step", event.done)
+        self.progress_bar.setMaximum(max(1, event.total))
+        self.progress_bar.setValue(min(event.done, event.total))
+        text = f"step {step}/{event.total}"
+        if info.get("loss") is not None:
+            self.plot.add_point("loss", step, info["loss"])
+            text += f"   loss {info['loss']:.4f}"
+        val = info.get("val")
+        if isinstance(val, dict):
+            if val.get("loss") is not None:
+                self.plot.add_point("val loss", step, val["loss"])
+            for key, name in (("ap50", "val AP50"), ("iou", "val IoU")):
+                if val.get(key) is not None:
+                    self.plot.metric_name = name
+                    self.plot.add_point("val metric", step, val[key])
+                    text += f"   {name} {val[key]:.3f}"
+                    break
+        if self.job is not None and self.job.stopping:
+            text += "   (stopping…)"
+        self.status.value = text
+
+    def _show_preview(self, preview: Preview):
+        image_layer, axes, _plane = self._preview_target
+        name = f"{image_layer.name} preview"
+        layer = self.preview_layer
+        if layer is not None and layer in self.viewer.layers and layer.data.shape == preview.labels.shape:
+            layer.data = preview.labels
+        else:
+            transform = _layers.spatial_transform(image_layer, axes)
+            # A 2D preview of the plane shown: keep only the Y, X part of the image's transform.
+            self.preview_layer = self.viewer.add_labels(
+                preview.labels,
+                name=name,
+                scale=transform["scale"][-2:],
+                translate=transform["translate"][-2:],
+                opacity=0.5,
+            )
+        self.preview_layer.metadata["seamless_unet_preview_step"] = preview.step
+
+    def _on_returned(self, result):
+        model, history = result
+        self.last_model = model
+        self.last_history = history
+        path = self.job.config.save_path if self.job is not None else None
+        self.last_path = Path(path) if path else None
+        name = f"{self._image_name} ({datetime.datetime.now():%H:%M:%S})"
+        registry.add(model, name, path)
+        stopped = bool((history or {}).get("stopped"))
+        steps = (history or {}).get("step") or [0]
+        where = f" saved to {path}" if path else " (not saved: no file name given)"
+        message = f"{'Stopped at' if stopped else 'Finished'} step {steps[-1]}; model '{name}'{where}."
+        self.status.value = message
+        notify_info(message)
+
+    def _on_errored(self, err):
+        self.status.value = report_exception(err, "Training")
+
+    def _on_finished(self):
+        self.train_button.enabled = True
+        self.stop_button.enabled = False
