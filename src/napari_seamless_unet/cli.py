@@ -322,10 +322,55 @@ def _output_paths(inputs: list[Path], output: str | None, kind: str, fmt: str | 
 
 
 # -- commands ------------------------------------------------------------------------------------------------------
-def _tqdm(args, **kwargs):
-    from tqdm.auto import tqdm
+class _Bar:
+    """A tqdm bar made at the first progress event, so that an error found before any work prints no empty bar.
 
-    return tqdm(disable=getattr(args, "quiet", False), file=sys.stderr, dynamic_ncols=True, **kwargs)
+    Speaks the tqdm-like protocol of :func:`~napari_seamless_unet.core.progress.as_callback` (``total``,
+    ``update``, ``refresh``, ``reset``); a bar interrupted by an error is cleared, so the error stays one line.
+    """
+
+    def __init__(self, args, **kwargs):
+        self._kwargs = {"disable": getattr(args, "quiet", False), "file": sys.stderr, "dynamic_ncols": True, **kwargs}
+        self._bar = None
+
+    def _ensure(self, total=None):
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, **self._kwargs)
+        return self._bar
+
+    @property
+    def total(self):
+        return self._bar.total if self._bar is not None else None
+
+    @total.setter
+    def total(self, value):
+        self._ensure(value).total = value
+
+    def update(self, n: int = 1) -> None:
+        self._ensure().update(n)
+
+    def refresh(self) -> None:
+        self._ensure().refresh()
+
+    def reset(self, total=None) -> None:
+        self._ensure(total).reset(total=total)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if self._bar is not None:
+            if exc_type is not None:
+                self._bar.leave = False
+            self._bar.close()
+        return False
+
+
+def _tqdm(args, **kwargs) -> _Bar:
+    kwargs.pop("total", None)
+    return _Bar(args, **kwargs)
 
 
 def _check_device(name: str | None) -> str | None:
