@@ -212,3 +212,37 @@ def test_automatic_tile_fits_budget_and_covers_image():
     assert small == (112 + 4 + 184, 80 + 4 + 184)
     tight = choose_tile_shape(model, (2048, 2048), "cpu", memory_budget_bytes=600 * 2**20)
     assert tight[0] < tile[0] and estimate_tile_memory(model, tight) <= 600 * 2**20
+
+
+def test_out_of_memory_retries_with_smaller_batches_and_tiles(monkeypatch):
+    from napari_seamless_unet.core import predict as predict_module
+
+    model = tiny()
+    image = np.random.default_rng(7).random((150, 150)).astype(np.float32)
+    expected = predict(model, image, tile_shape=(172, 172), batch_size=1)
+    real_call = predict_module._Runner.__call__
+    seen = []
+
+    def limited(self, batch, output):
+        seen.append(batch.shape)
+        if batch.shape[0] * batch.shape[-1] * batch.shape[-2] > 2 * 76 * 76:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_call(self, batch, output)
+
+    monkeypatch.setattr(predict_module._Runner, "__call__", limited)
+    with pytest.warns(UserWarning, match="out of memory"):
+        result = predict(model, image, tile_shape=(172, 172), batch_size=4)
+    assert seen[0][0] == 4 and (1, 1, 172, 172) in seen  # first fewer tiles a batch ...
+    assert seen[-1][-1] < 172  # ... then smaller tiles
+    np.testing.assert_allclose(result, expected, atol=2e-5)  # smaller tiles: the same stitched answer
+
+
+def test_errors_other_than_out_of_memory_are_not_swallowed(monkeypatch):
+    from napari_seamless_unet.core import predict as predict_module
+
+    def broken(self, batch, output):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(predict_module._Runner, "__call__", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        predict(tiny(), np.zeros((64, 64), np.float32))
