@@ -246,3 +246,37 @@ def test_errors_other_than_out_of_memory_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(predict_module._Runner, "__call__", broken)
     with pytest.raises(RuntimeError, match="something else"):
         predict(tiny(), np.zeros((64, 64), np.float32))
+
+
+@pytest.mark.parametrize("block", [7, 16, 1000])
+@pytest.mark.parametrize("min_size", [0, 5])
+def test_blockwise_instance_labels_match_in_memory_labels(block, min_size):
+    from napari_seamless_unet.core.postprocess import label_foreground, label_foreground_blockwise
+
+    rng = np.random.default_rng(block)
+    classes = (ndimage_smooth(rng.random((60, 45))) > 0.5).astype(np.int32)
+    expected = label_foreground(classes == 1, min_size=min_size)
+    plane = classes.copy()
+    n = label_foreground_blockwise(plane, block=block, min_size=min_size)
+    assert n == expected.max()
+    # The same partition into objects, whatever the numbering.
+    pairs = set(zip(plane.ravel().tolist(), expected.ravel().tolist()))
+    assert len(pairs) == n + 1 and len({a for a, _ in pairs}) == n + 1
+
+
+def ndimage_smooth(noise):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(noise, 2) * 4 - 1.5
+
+
+def test_instances_into_zarr_output_are_labelled_blockwise(tmp_path):
+    model = tiny(task="instances")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 0.5]))
+    image = np.random.default_rng(0).random((2, 50, 40)).astype(np.float32)
+    out = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=image.shape, chunks=(1, 16, 16), dtype="i4")
+    segment(model, image, out=out)
+    np.testing.assert_array_equal(out[:], 1)

@@ -18,7 +18,7 @@ from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_de
 from .errors import InvalidShapeError, UNetInputError
 from .model import UNet
 from .normalization import apply_statistics
-from .postprocess import label_foreground
+from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground, label_foreground_blockwise
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
@@ -405,8 +405,13 @@ def iter_segment(
         resolved = ax.resolve_axes(image.shape, axes, model.in_channels, name)
         spatial = ax.spatial_axes(resolved)
         planes = list(ax.iter_planes(labels.shape, spatial))
+        y_axis, x_axis = spatial.index("Y"), spatial.index("X")
         for i, plane in enumerate(planes):
             index = ax.image_index(spatial, plane, slice(None), slice(None))
-            labels[index] = label_foreground(np.asarray(labels[index]) == 1, min_size=min_size)
+            if isinstance(labels, np.ndarray) and labels.shape[y_axis] * labels.shape[x_axis] <= BLOCKWISE_PIXELS:
+                labels[index] = label_foreground(labels[index] == 1, min_size=min_size)
+            else:  # zarr outputs and huge planes: never hold a whole plane in memory
+                prefix = ax.image_index(spatial, plane, None, None)
+                label_foreground_blockwise(_PlaneView(labels, prefix, y_axis, x_axis), min_size=min_size)
             yield Progress(i + 1, len(planes), "label")
     return labels
