@@ -213,8 +213,10 @@ def iter_predict(
         tile_shape = choose_tile_shape(model, plane_shape, dev)
     grid = TileGrid.for_tile_shape(plane_shape, tile_shape, model.depth)
     if batch_size is None:
+        # On a CPU a batch runs no faster than its tiles one by one (each convolution already uses every core),
+        # so it would only multiply memory; on a GPU small tiles need batching to fill the device.
         fits = max(1, memory_budget(dev) // max(1, estimate_tile_memory(model, grid.tile_shape)))
-        batch_size = int(min(len(grid), fits, 16))
+        batch_size = 1 if dev.type == "cpu" else int(min(len(grid), fits, 16))
     if int(batch_size) < 1:
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
@@ -313,7 +315,7 @@ def predict(
         Input tile shape (valid for the network's depth, e.g. (572, 572)). Default: the largest tile that fits
         the device's memory, no larger than the image needs.
     batch_size : int, optional
-        Tiles per forward pass. Default: as many as fit the memory budget (at most 16).
+        Tiles per forward pass. Default: 1 on CPU; on GPUs as many as fit the memory budget (at most 16).
     device : str or torch.device, optional
         ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; default CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
