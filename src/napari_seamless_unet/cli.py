@@ -520,7 +520,7 @@ def _history_summary(history: dict | None) -> list[str]:
         if values:
             best = min(values) if key == "val_loss" else max(values)
             lines.append(f"{label}: last {values[-1]:.4f}, best {best:.4f}")
-    for key in ("elapsed", "time", "seconds"):
+    for key in ("elapsed_seconds", "elapsed"):
         if isinstance(history.get(key), (int, float)):
             lines.append(f"training time: {history[key]:.1f} s")
             break
