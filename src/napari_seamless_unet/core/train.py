@@ -243,9 +243,9 @@ def _infer_axes(image_shape: tuple, label_shape: tuple, axes: str | None, name: 
             if image_shape[:k] + image_shape[k + 1 :] == label_shape:
                 return spatial[:k] + "C" + spatial[k:]
     raise UNetInputError(
-        f"{name} has shape {image_shape} but its labels have shape {label_shape}; labels must have the image's "
-        f"shape without the channel axis. Check that image and labels belong together, or pass axes=... "
-        f"(e.g. 'YXC' for RGB)."
+        f"{name} has shape {image_shape} but {name.replace('image', 'labels')} has shape {label_shape}; they must "
+        f"cover the same pixels (labels have the image's shape without its channel axis). Check that image and "
+        f"labels belong together, crop one to match, or pass axes=... (e.g. 'YXC' for RGB)."
     )
 
 
