@@ -18,12 +18,15 @@ from .core.model_io import load_model, save_model
 from .core.normalization import Normalization
 from .core.predict import choose_tile_shape, iter_predict, iter_segment, predict, segment
 from .core.shapes import halo, output_shape, valid_input_shape
+from .core.train import TrainConfig, TrainResult, iter_train, train
 
 __all__ = [
     "Cancelled",
     "InvalidShapeError",
     "ModelFileError",
     "Normalization",
+    "TrainConfig",
+    "TrainResult",
     "UNet",
     "UNetInputError",
     "__version__",
@@ -31,10 +34,12 @@ __all__ = [
     "halo",
     "iter_predict",
     "iter_segment",
+    "iter_train",
     "load_model",
     "output_shape",
     "predict",
     "save_model",
     "segment",
+    "train",
     "valid_input_shape",
 ]

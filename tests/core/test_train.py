@@ -163,18 +163,22 @@ def test_semantic_task_and_stacks(discs):
 
 
 # -- learning ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_learns_touching_discs():
-    """A tiny network separates touching discs: foreground IoU > 0.8 on a held-out image after 250 steps."""
+    """A tiny network separates touching discs: foreground IoU > 0.8 on a held-out image after 400 steps.
+
+    Measured: 0.90 (about 10-30 s on two shared CPU cores); 250 steps give only about 0.74.
+    """
     torch.set_num_threads(min(2, torch.get_num_threads()))
     pairs = [touching_discs((128, 128), n_objects=14, radius=(8, 14), seed=s) for s in range(3)]
-    config = tiny(base_channels=8, tile_size=100, batch_size=2, steps=250, learning_rate=3e-3, val_every=250)
+    config = tiny(base_channels=8, tile_size=100, batch_size=2, steps=400, learning_rate=3e-3, val_every=400)
     model, history = train([p[0] for p in pairs], [p[1] for p in pairs], config=config)
     image, labels = touching_discs((128, 128), n_objects=14, radius=(8, 14), seed=99)
     prob = predict(model, image, device="cpu")
     iou = iou_per_class(prob.argmax(0), separate_touching(labels) > 0, 2)[1]
     assert iou > 0.8, f"foreground IoU {iou:.3f}"
     assert np.mean(history["loss"][-20:]) < 0.6 * np.mean(history["loss"][:20])
-    assert history["val_step"] == [250] and history["val_ap50"][0] is not None
+    assert history["val_step"] == [400] and history["val_ap50"][0] is not None
     assert segment(model, image, device="cpu").max() >= 5  # instances, not one blob
 
 
