@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
+from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import available_devices
@@ -21,18 +23,20 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
-def report_exception(err: BaseException, what: str) -> str:
+def report_exception(err: BaseException, what: str, *, notify: bool = True) -> str:
     """Notify the user of an error from a worker or a handler; returns the message shown.
 
     User errors (:class:`UNetInputError`) show their own message; anything else is a bug or an environment
-    problem, shown with its type and logged with the traceback.
+    problem, shown with its type and logged with the traceback. ``notify=False`` only builds the message
+    (napari's thread workers notify their unexpected errors themselves).
     """
     if isinstance(err, UNetInputError):
         message = str(err)
     else:
         logger.error("%s failed", what, exc_info=(type(err), err, err.__traceback__))
         message = f"{what} failed: {type(err).__name__}: {err}"
-    notify_error(message)
+    if notify:
+        notify_error(message)
     return message
 
 
@@ -63,3 +67,48 @@ def connect_layer_changes(viewer, callback) -> None:
     events.reordered.connect(callback)
     for layer in viewer.layers:
         layer.events.name.connect(callback)
+
+
+class UserError(NamedTuple):
+    """What a worker returns when the job stopped on a user error (shown as a plain message, no traceback)."""
+
+    error: UNetInputError
+
+
+def _returning_user_errors(run):
+    def guarded():
+        try:
+            return (yield from run())
+        except UNetInputError as err:
+            return UserError(err)
+
+    return guarded
+
+
+def start_worker(run, *, yielded, returned, errored, finished):
+    """Run the generator function ``run`` in a napari thread worker wired to the four handlers.
+
+    A :class:`UNetInputError` raised inside ``run`` reaches ``returned`` as a :class:`UserError`, so the user
+    sees its message once; any other exception reaches ``errored`` (and napari's own error notification).
+    """
+    worker = create_worker(
+        _returning_user_errors(run),
+        _start_thread=False,
+        _connect={"yielded": yielded, "returned": returned, "errored": errored, "finished": finished},
+    )
+    worker.start()
+    return worker
+
+
+def pick_default_layer(combo, viewer, kind: str) -> None:
+    """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one."""
+    if combo.value is not None:
+        return
+    active = viewer.layers.selection.active if viewer is not None else None
+    if active is not None and type(active).__name__ == kind and active in combo.choices:
+        combo.value = active
+        return
+    for layer in combo.choices:
+        if layer is not None:
+            combo.value = layer
+            return

@@ -6,14 +6,22 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, RadioButtons, SpinBox
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from ..core import axes as ax
 from ..core.errors import UNetInputError
 from ..core.model_io import load_model
 from . import _layers
-from ._common import connect_layer_changes, device_choices, layer_choices, notify_info, report_exception
+from ._common import (
+    UserError,
+    connect_layer_changes,
+    device_choices,
+    layer_choices,
+    notify_info,
+    pick_default_layer,
+    report_exception,
+    start_worker,
+)
 from ._jobs import PredictionJob, PredictionResult
 from ._registry import registry
 
@@ -104,6 +112,7 @@ class PredictWidget(QWidget):
         layout.addWidget(self.status.native)
         layout.addStretch()
 
+        pick_default_layer(self.image, viewer, "Image")
         connect_layer_changes(viewer, self.reset_choices)
         registry.changed.connect(self._on_registry_changed)
         self.destroyed.connect(lambda *_: registry.changed.disconnect(self._on_registry_changed))
@@ -116,6 +125,7 @@ class PredictWidget(QWidget):
     def reset_choices(self, *_):
         self.image.reset_choices()
         self.model.reset_choices()
+        pick_default_layer(self.image, self.viewer, "Image")
 
     def _on_registry_changed(self):
         # A newly trained model becomes the default choice.
@@ -195,16 +205,16 @@ class PredictWidget(QWidget):
         self.progress_bar.setValue(0)
         layer, _, plane, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
-        worker = create_worker(job.run, _start_thread=False)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        worker.start()
-        return worker
+        self.worker = start_worker(
+            job.run,
+            yielded=self._on_yielded,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
+        return self.worker
 
     def cancel(self):
         """Stop after the current batch of tiles; finished planes are still added."""
@@ -219,6 +229,9 @@ class PredictWidget(QWidget):
             self.status.value = f"plane {info['plane'] + 1} of {info['planes']}"
 
     def _on_returned(self, result: PredictionResult):
+        if isinstance(result, UserError):
+            self.status.value = report_exception(result.error, "Segmentation")
+            return
         layer, axes, plane, model = self._target
         self.last_model = model
         transform = _layers.spatial_transform(layer, axes)
@@ -280,7 +293,7 @@ class PredictWidget(QWidget):
             )
 
     def _on_errored(self, err):
-        self.status.value = report_exception(err, "Segmentation")
+        self.status.value = report_exception(err, "Segmentation", notify=False)
 
     def _on_finished(self):
         self.run_button.enabled = True

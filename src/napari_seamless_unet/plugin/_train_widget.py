@@ -6,13 +6,21 @@ import datetime
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from ..core.errors import UNetInputError
 from ..core.progress import Progress
 from . import _layers
-from ._common import connect_layer_changes, device_choices, layer_choices, notify_info, report_exception
+from ._common import (
+    UserError,
+    connect_layer_changes,
+    device_choices,
+    layer_choices,
+    notify_info,
+    pick_default_layer,
+    report_exception,
+    start_worker,
+)
 from ._jobs import Preview, TrainingJob
 from ._plot import LossPlot
 from ._registry import registry
@@ -28,20 +36,21 @@ TASKS = [("instances (separate touching objects)", "instances"), ("semantic (lab
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
 
 
-class _PairRow(Container):
-    """One (image layer, Labels layer) training pair."""
+class _PairRow:
+    """One (image layer, Labels layer) training pair: two combo boxes and a remove button in a row."""
 
     def __init__(self, widget: TrainWidget):
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(widget.viewer, "Image"), nullable=True)
         self.labels = ComboBox(label="labels", choices=lambda _: layer_choices(widget.viewer, "Labels"), nullable=True)
         self.remove = PushButton(text="✕", tooltip="remove this pair")
-        super().__init__(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
-        self.margins = (0, 0, 0, 0)
+        self.container = Container(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
+        self.container.margins = (0, 0, 0, 0)
         self.image.changed.connect(self._guess_labels)
+        pick_default_layer(self.image, widget.viewer, "Image")
         self._guess_labels()
 
     def _guess_labels(self, *_):
-        guess = _layers.guess_labels_layer(self.image.value, [lab for _, lab in self.labels.choices if lab])
+        guess = _layers.guess_labels_layer(self.image.value, [lab for lab in self.labels.choices if lab is not None])
         if guess is not None:
             self.labels.value = guess
 
@@ -82,6 +91,7 @@ class TrainWidget(QWidget):
         self.preview_layer = None
         self._image_name = "image"
 
+        self._pair_rows: list[_PairRow] = []
         self._rows = Container(widgets=[], labels=False)
         self._rows.margins = (0, 0, 0, 0)
         self.add_pair_button = PushButton(text="+ add image/labels pair")
@@ -148,9 +158,12 @@ class TrainWidget(QWidget):
 
     def reset_choices(self, *_):
         """Refresh the layer choices (napari calls this when layers change)."""
-        for row in self._rows:
+        for row in self._pair_rows:
             row.image.reset_choices()
             row.labels.reset_choices()
+            pick_default_layer(row.image, self.viewer, "Image")
+            if row.labels.value is None:
+                row._guess_labels()
 
     def add_pair(self, image=None, labels=None) -> _PairRow:
         """Add a row for one more (image, labels) pair."""
@@ -160,23 +173,26 @@ class TrainWidget(QWidget):
             row.image.value = image
         if labels is not None:
             row.labels.value = labels
-        self._rows.append(row)
+        self._pair_rows.append(row)
+        self._rows.append(row.container)
         return row
 
     def _remove_row(self, row):
-        if len(self._rows) > 1:
-            self._rows.remove(row)
+        if len(self._pair_rows) > 1:
+            self._pair_rows.remove(row)
+            self._rows.remove(row.container)
 
     def set_pairs(self, pairs) -> None:
         """Replace the training pairs, e.g. ``set_pairs([(viewer.layers['cells'], viewer.layers['cells labels'])])``."""
-        while len(self._rows):
+        while self._pair_rows:
+            self._pair_rows.pop()
             self._rows.pop()
         for image, labels in pairs:
             self.add_pair(image, labels)
 
     @property
     def pairs(self) -> list[tuple]:
-        return [(row.image.value, row.labels.value) for row in self._rows]
+        return [(row.image.value, row.labels.value) for row in self._pair_rows]
 
     def make_config(self, **overrides):
         """The :class:`TrainConfig` the current settings describe (``overrides`` replace fields)."""
@@ -197,10 +213,15 @@ class TrainWidget(QWidget):
             "save_path": path or None,
             # A few validation points on every run length, so the plot shows a trend.
             "val_every": max(1, min(50, steps // 10)),
-            "checkpoint_every": max(1, min(50, steps // 4)),
+            # The preview reads the checkpoint file (the trainer does not hand out its live network): write one
+            # per preview.
+            "checkpoint_every": self._preview_steps() or max(1, min(50, steps // 4)),
         }
         values.update(overrides)
         return TrainConfig(**values)
+
+    def _preview_steps(self) -> int:
+        return int(self.preview_every.value) if self.preview_on.value else 0
 
     def make_job(self, **overrides) -> TrainingJob:
         """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes."""
@@ -208,7 +229,7 @@ class TrainWidget(QWidget):
         config = self.make_config(axes=data.axes, **overrides)
         image_layer = self.pairs[0][0]
         preview, preview_axes = None, None
-        every = int(self.preview_every.value) if self.preview_on.value else 0
+        every = self._preview_steps() if config.save_path else 0
         if every:
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
@@ -241,16 +262,16 @@ class TrainWidget(QWidget):
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
         self.status.value = f"Training on {job.summary}…"
-        worker = create_worker(job.run, _start_thread=False)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self.train_button.enabled = False
         self.stop_button.enabled = True
-        worker.start()
-        return worker
+        self.worker = start_worker(
+            job.run,
+            yielded=self._on_yielded,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
+        return self.worker
 
     def stop(self):
         """Stop after the current step, keeping (and saving) the model trained so far."""
@@ -305,6 +326,9 @@ class TrainWidget(QWidget):
         self.preview_layer.metadata["seamless_unet_preview_step"] = preview.step
 
     def _on_returned(self, result):
+        if isinstance(result, UserError):
+            self.status.value = report_exception(result.error, "Training")
+            return
         model, history = result
         self.last_model = model
         self.last_history = history
@@ -320,7 +344,7 @@ class TrainWidget(QWidget):
         notify_info(message)
 
     def _on_errored(self, err):
-        self.status.value = report_exception(err, "Training")
+        self.status.value = report_exception(err, "Training", notify=False)
 
     def _on_finished(self):
         self.train_button.enabled = True

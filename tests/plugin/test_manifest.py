@@ -1,0 +1,63 @@
+"""The npe2 manifest, the sample data contribution, and the core staying free of napari and Qt."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+COMMANDS = {
+    "napari-seamless-unet.make_train_widget",
+    "napari-seamless-unet.make_predict_widget",
+    "napari-seamless-unet.make_sample_data",
+}
+
+
+def test_manifest_is_valid_and_its_commands_import():
+    npe2 = pytest.importorskip("npe2")
+    manifest = npe2.PluginManifest.from_distribution("napari-seamless-unet")
+    assert manifest.name == "napari-seamless-unet"
+    assert {c.id for c in manifest.contributions.commands} == COMMANDS
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Train U-Net", "Segment with U-Net"}
+    segment_menu = manifest.contributions.menus["napari/layers/segment"]
+    assert {item.command for item in segment_menu} == COMMANDS - {"napari-seamless-unet.make_sample_data"}
+    manifest.validate_imports()  # every python_name resolves to an importable object
+
+
+def test_npe2_validate_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-seamless-unet"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["napari_seamless_unet", "napari_seamless_unet.core.predict", "napari_seamless_unet.plugin._jobs"],
+)
+def test_importing_the_package_does_not_import_napari_or_qt(module):
+    code = (
+        f"import sys, {module}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'PySide2', 'magicgui'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_sample_data_opens_two_matching_layers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-seamless-unet", "touching_discs")
+    assert [layer.name for layer in viewer.layers] == ["touching discs", "touching discs labels"]
+    image, labels = viewer.layers["touching discs"], viewer.layers["touching discs labels"]
+    assert type(image).__name__ == "Image" and type(labels).__name__ == "Labels"
+    assert image.data.shape == labels.data.shape == (256, 256)
+    assert image.data.dtype == np.float32
+    # Touching objects, as in the paper: some label borders another label directly.
+    data = labels.data
+    touching = (data[:, 1:] != data[:, :-1]) & (data[:, 1:] > 0) & (data[:, :-1] > 0)
+    assert touching.any()
+    assert len(np.unique(data)) > 10

@@ -1,0 +1,174 @@
+"""The Train widget: a short run writes a model the Segment widget can use; stop keeps it; user errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_seamless_unet import load_model
+from napari_seamless_unet.plugin._predict_widget import PredictWidget
+from napari_seamless_unet.plugin._registry import registry
+from napari_seamless_unet.plugin._train_widget import PRESETS, TrainWidget
+
+pytest.importorskip("napari_seamless_unet.core.train")
+
+TIMEOUT = 120_000
+TINY = PRESETS["tiny (8 channels, depth 2)"]
+
+
+def _widget(viewer, tmp_path, steps=6, preview_every=3):
+    widget = TrainWidget(viewer)
+    widget.preset.value = TINY
+    widget.steps.value = steps
+    widget.device.value = "cpu"
+    widget.save_path.value = str(tmp_path / "trained.unet.pt")
+    widget.preview_every.value = preview_every
+    return widget
+
+
+def _run(qtbot, widget):
+    worker = widget.start()
+    assert worker is not None, "the widget refused to start"
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    return worker
+
+
+def test_pairs_are_guessed_from_the_layers(viewer, tmp_path):
+    widget = _widget(viewer, tmp_path)
+    assert widget.pairs == [(viewer.layers["cells"], viewer.layers["cells labels"])]
+
+
+def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, device):
+    widget = _widget(viewer, tmp_path)
+    widget.device.value = device
+    predict = PredictWidget(viewer)
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    path = tmp_path / "trained.unet.pt"
+    assert path.exists() and widget.last_path == path
+    model = load_model(path)
+    assert (model.base_channels, model.depth) == TINY and model.task == "instances"
+    assert widget.last_history["step"] == list(range(1, 7))
+    assert widget.last_model is not None
+    # The live plot got every loss and at least one validation point; the preview layer appeared.
+    assert [x for x, _ in widget.plot.series["loss"]] == [1, 2, 3, 4, 5, 6]
+    assert widget.plot.series["val loss"]
+    preview = viewer.layers["cells preview"]
+    assert preview.data.shape == viewer.layers["cells"].data.shape
+    np.testing.assert_allclose(preview.scale, viewer.layers["cells"].scale)
+    assert widget.progress_bar.value() == 6
+    assert any("Finished step 6" in m for m in notes["info"])
+    # The new model is offered (and chosen) in the Segment widget, and segments the image.
+    assert len(registry) == 1 and predict.model.value == registry.names()[0]
+    predict.image.value = viewer.layers["cells"]
+    predict.device.value = device
+    worker = predict.start()
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    assert not notes["error"], notes["error"]
+    labels = predict.last_layer
+    assert labels.data.shape == viewer.layers["cells"].data.shape and labels.data.dtype == np.int32
+    np.testing.assert_allclose(labels.scale, viewer.layers["cells"].scale)
+    np.testing.assert_allclose(labels.translate, viewer.layers["cells"].translate)
+    assert predict.last_model is widget.last_model
+
+
+def test_stop_keeps_the_model_trained_so_far(qtbot, viewer, tmp_path, notes):
+    widget = _widget(viewer, tmp_path, steps=100_000, preview_every=0)
+    forward = widget._on_yielded
+
+    def stop_at_once(event):
+        forward(event)
+        widget.stop()
+
+    widget._on_yielded = stop_at_once
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert widget.last_history["stopped"] is True
+    assert 1 <= widget.last_history["step"][-1] < 100_000
+    assert (tmp_path / "trained.unet.pt").exists()
+    assert load_model(tmp_path / "trained.unet.pt").depth == 2
+    assert any("Stopped at step" in m for m in notes["info"])
+    assert widget.train_button.enabled and not widget.stop_button.enabled
+
+
+def test_a_stack_with_a_few_annotated_planes(qtbot, make_napari_viewer, discs, tmp_path, notes):
+    viewer = make_napari_viewer()
+    image, labels = discs
+    stack = np.stack([image, image[::-1], image[:, ::-1]])
+    stack_labels = np.zeros(stack.shape, np.int32)
+    stack_labels[0], stack_labels[2] = labels, labels[:, ::-1]
+    viewer.add_image(stack, name="stack")
+    viewer.add_labels(stack_labels, name="stack labels")
+    widget = _widget(viewer, tmp_path, steps=3, preview_every=0)
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert widget.job.summary == "2 annotated plane(s) of 3"
+    assert (tmp_path / "trained.unet.pt").exists()
+
+
+# -- user errors: a message, the layers untouched, no model ----------------------------------------------------------
+def test_no_labels_layer(make_napari_viewer, discs, tmp_path, notes, unchanged):
+    viewer = make_napari_viewer()
+    viewer.add_image(discs[0], name="cells")
+    check = unchanged(viewer)
+    widget = _widget(viewer, tmp_path)
+    assert widget.start() is None
+    assert "no Labels layer for 'cells'" in notes["error"][0]
+    check()
+    assert len(registry) == 0 and not (tmp_path / "trained.unet.pt").exists()
+
+
+def test_labels_of_another_shape(viewer, tmp_path, notes, unchanged):
+    viewer.add_labels(np.ones((40, 40), np.int32), name="other labels")
+    check = unchanged(viewer)
+    widget = _widget(viewer, tmp_path)
+    widget.set_pairs([(viewer.layers["cells"], viewer.layers["other labels"])])
+    assert widget.start() is None
+    assert "must cover the same pixels" in notes["error"][0] and "'other labels'" in notes["error"][0]
+    check()
+
+
+def test_labels_without_annotation(viewer, tmp_path, notes, unchanged):
+    viewer.add_labels(np.zeros((80, 96), np.int32), name="empty")
+    check = unchanged(viewer)
+    widget = _widget(viewer, tmp_path)
+    widget.set_pairs([(viewer.layers["cells"], viewer.layers["empty"])])
+    assert widget.start() is None
+    assert "have no annotation" in notes["error"][0]
+    check()
+
+
+def test_errors_found_by_the_trainer_are_shown(qtbot, viewer, tmp_path, notes, unchanged):
+    # Every pixel one object: no background to learn from; the trainer says so from the worker thread.
+    viewer.add_labels(np.ones((80, 96), np.int32), name="all object")
+    check = unchanged(viewer)
+    widget = _widget(viewer, tmp_path)
+    widget.set_pairs([(viewer.layers["cells"], viewer.layers["all object"])])
+    _run(qtbot, widget)
+    assert len(notes["error"]) == 1 and "background" in notes["error"][0]
+    assert widget.status.value == notes["error"][0]
+    assert widget.last_model is None and len(registry) == 0
+    assert widget.train_button.enabled
+    check()
+
+
+def test_several_pairs_train_one_model(qtbot, make_napari_viewer, discs, tmp_path, notes):
+    from napari_seamless_unet.core.synthetic import touching_discs
+
+    viewer = make_napari_viewer()
+    second = touching_discs((72, 72), n_objects=6, seed=5)
+    viewer.add_image(discs[0], name="a")
+    viewer.add_labels(discs[1], name="a labels")
+    viewer.add_image(second[0], name="b")
+    viewer.add_labels(second[1], name="b labels")
+    widget = _widget(viewer, tmp_path, steps=3, preview_every=0)
+    widget.add_pair(viewer.layers["b"])
+    assert widget.pairs == [
+        (viewer.layers["a"], viewer.layers["a labels"]),
+        (viewer.layers["b"], viewer.layers["b labels"]),
+    ]
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert widget.job.summary == "2 annotated plane(s)"
