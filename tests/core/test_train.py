@@ -285,3 +285,10 @@ def test_sigkill_leaves_resumable_checkpoint(tmp_path):
     resumed, history = train([img], [lab], config=tiny(steps=step + 2, checkpoint_every=2, resume_from=str(path)))
     assert history["step"][-2:] == [step + 1, step + 2]
     assert resumed.config == model.config
+
+
+def test_divergence_stops_with_last_good_weights(discs):
+    with pytest.warns(UserWarning, match="Lower the learning rate"):
+        model, history = train(*discs, config=tiny(steps=30, optimizer="sgd", learning_rate=1e12))
+    assert history["diverged"] and history["stopped"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
