@@ -24,8 +24,8 @@ def _widget(viewer, image_name, model_path=None):
 def _run(qtbot, widget):
     worker = widget.start()
     assert worker is not None, "the widget refused to start"
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    # Not waitSignal(worker.finished): a quick worker can finish before a late connection would see it.
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     return worker
 
 

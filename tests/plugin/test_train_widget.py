@@ -29,8 +29,8 @@ def _widget(viewer, tmp_path, steps=6, preview_every=3):
 def _run(qtbot, widget):
     worker = widget.start()
     assert worker is not None, "the widget refused to start"
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    # Not waitSignal(worker.finished): a quick worker can finish before a late connection would see it.
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     return worker
 
 
@@ -63,9 +63,7 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     assert len(registry) == 1 and predict.model.value == registry.names()[0]
     predict.image.value = viewer.layers["cells"]
     predict.device.value = device
-    worker = predict.start()
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    _run(qtbot, predict)
     assert not notes["error"], notes["error"]
     labels = predict.last_layer
     assert labels.data.shape == viewer.layers["cells"].data.shape and labels.data.dtype == np.int32

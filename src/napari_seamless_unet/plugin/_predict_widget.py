@@ -62,6 +62,7 @@ class PredictWidget(QWidget):
         self.viewer = viewer
         self.job: PredictionJob | None = None
         self.worker = None
+        self._busy = False
         self.last_model = None
         self.last_labels: np.ndarray | None = None
         self.last_probabilities: np.ndarray | None = None
@@ -191,9 +192,14 @@ class PredictWidget(QWidget):
     def running(self) -> bool:
         return self.worker is not None and self.worker.is_running
 
+    @property
+    def busy(self) -> bool:
+        """True from :meth:`start` until the run's results (or errors) have been handled on the GUI thread."""
+        return self._busy
+
     def start(self):
         """Start segmenting in a thread worker; returns the worker (None if the settings are wrong)."""
-        if self.running:
+        if self.busy:
             return self.worker
         try:
             job = self.make_job()
@@ -207,6 +213,7 @@ class PredictWidget(QWidget):
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
         self.run_button.enabled = False
         self.cancel_button.enabled = True
+        self._busy = True
         self.worker = start_worker(
             job.run,
             yielded=self._on_yielded,
@@ -296,5 +303,6 @@ class PredictWidget(QWidget):
         self.status.value = report_exception(err, "Segmentation", notify=False)
 
     def _on_finished(self):
+        self._busy = False
         self.run_button.enabled = True
         self.cancel_button.enabled = False

@@ -85,6 +85,7 @@ class TrainWidget(QWidget):
         self.viewer = viewer
         self.job: TrainingJob | None = None
         self.worker = None
+        self._busy = False
         self.last_model = None
         self.last_history = None
         self.last_path: Path | None = None
@@ -248,9 +249,14 @@ class TrainWidget(QWidget):
     def running(self) -> bool:
         return self.worker is not None and self.worker.is_running
 
+    @property
+    def busy(self) -> bool:
+        """True from :meth:`start` until the run's results (or errors) have been handled on the GUI thread."""
+        return self._busy
+
     def start(self):
         """Start training in a thread worker; returns the worker (None if the settings are wrong)."""
-        if self.running:
+        if self.busy:
             return self.worker
         try:
             job = self.make_job()
@@ -264,6 +270,7 @@ class TrainWidget(QWidget):
         self.status.value = f"Training on {job.summary}…"
         self.train_button.enabled = False
         self.stop_button.enabled = True
+        self._busy = True
         self.worker = start_worker(
             job.run,
             yielded=self._on_yielded,
@@ -347,5 +354,6 @@ class TrainWidget(QWidget):
         self.status.value = report_exception(err, "Training", notify=False)
 
     def _on_finished(self):
+        self._busy = False
         self.train_button.enabled = True
         self.stop_button.enabled = False
