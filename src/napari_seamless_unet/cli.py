@@ -916,9 +916,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--time-budget",
         type=_positive_float,
-        default=40.0,
+        default=60.0,
         metavar="SECONDS",
-        help="stop training after this many seconds (default: %(default)s)",
+        help="stop training after this many seconds at the latest (default: %(default)s)",
     )
     demo.add_argument("--size", choices=tuple(PRESETS), default="tiny", help="(default: %(default)s)")
     demo.add_argument("--learning-rate", type=_positive_float, default=None, help="default: the training API's")
