@@ -61,3 +61,16 @@ def test_sample_data_opens_two_matching_layers(make_napari_viewer):
     touching = (data[:, 1:] != data[:, :-1]) & (data[:, 1:] > 0) & (data[:, :-1] > 0)
     assert touching.any()
     assert len(np.unique(data)) > 10
+
+
+@pytest.mark.parametrize(("name", "cls"), [("Train U-Net", "TrainWidget"), ("Segment with U-Net", "PredictWidget")])
+def test_widgets_dock_from_the_plugin_menu(make_napari_viewer, name, cls):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="img")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-seamless-unet", name)
+    assert type(widget).__name__ == cls
+    # napari passed in (a proxy of) its viewer, and the widget sees its layers through it.
+    assert [layer.name for layer in widget.viewer.layers] == ["img"]
+    chosen = widget.image.value if cls == "PredictWidget" else widget.pairs[0][0]
+    assert chosen is not None and chosen.name == "img"
+    assert dock.name.startswith(name)

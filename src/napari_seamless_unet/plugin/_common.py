@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+import napari
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
@@ -45,11 +46,16 @@ def device_choices() -> list[str]:
     return ["auto", *available_devices()]
 
 
+def is_layer(layer, kind: str) -> bool:
+    """Whether ``layer`` is a napari layer of class ``kind``; isinstance sees through napari's viewer proxy."""
+    return isinstance(layer, getattr(napari.layers, kind))
+
+
 def layer_choices(viewer, kind: str) -> list[tuple[str, object]]:
     """(name, layer) pairs of the viewer's layers of type ``kind`` ("Image" or "Labels")."""
     if viewer is None:
         return []
-    return [(layer.name, layer) for layer in viewer.layers if type(layer).__name__ == kind]
+    return [(layer.name, layer) for layer in viewer.layers if is_layer(layer, kind)]
 
 
 def connect_layer_changes(viewer, callback) -> None:
@@ -105,7 +111,7 @@ def pick_default_layer(combo, viewer, kind: str) -> None:
     if combo.value is not None:
         return
     active = viewer.layers.selection.active if viewer is not None else None
-    if active is not None and type(active).__name__ == kind and active in combo.choices:
+    if active is not None and is_layer(active, kind) and active in combo.choices:
         combo.value = active
         return
     for layer in combo.choices:

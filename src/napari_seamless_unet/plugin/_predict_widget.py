@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, RadioButtons, SpinBox
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
@@ -16,6 +17,7 @@ from ._common import (
     UserError,
     connect_layer_changes,
     device_choices,
+    is_layer,
     layer_choices,
     notify_info,
     pick_default_layer,
@@ -57,7 +59,7 @@ class PredictWidget(QWidget):
         The Labels layer that received the result.
     """
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = viewer
         self.job: PredictionJob | None = None
@@ -258,7 +260,7 @@ class PredictWidget(QWidget):
             message = f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {name!r}."
         else:
             n = int(labels.max()) if model.task == "instances" and labels.size else None
-            message = f"Segmented {layer.name!r}" + (f": {n} objects (max label)." if n is not None else ".")
+            message = f"Segmented {layer.name!r}" + (f": {n} objects." if n is not None else ".")
         self.status.value = message
         notify_info(message)
 
@@ -270,7 +272,7 @@ class PredictWidget(QWidget):
         target = None
         for candidate in self.viewer.layers:
             if (
-                type(candidate).__name__ == "Labels"
+                is_layer(candidate, "Labels")
                 and candidate.metadata.get(PREDICTION_KEY) == layer.name
                 and tuple(candidate.data.shape) == full_shape
                 and candidate.data.dtype == plane_labels.dtype

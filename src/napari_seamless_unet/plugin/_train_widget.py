@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
@@ -80,7 +81,7 @@ class TrainWidget(QWidget):
         The live loss plot.
     """
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = viewer
         self.job: TrainingJob | None = None
