@@ -280,6 +280,11 @@ def test_tiff_axes_are_read_from_the_file(tmp_path):
     data, axes = open_image(path)
     assert data.shape == (3, 2, 40, 50) and axes == "TCYX"
     assert isinstance(data, np.memmap)  # uncompressed: mapped, not read
+    compressed = tmp_path / "compressed.tif"
+    tifffile.imwrite(compressed, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80), compression="zlib", tile=(32, 32))
+    data, axes = open_image(compressed)
+    assert isinstance(data, zarr.Array) and axes == "YX"  # decoded tile by tile when read
+    np.testing.assert_array_equal(data[10:40, 5:70], tifffile.imread(compressed)[10:40, 5:70])
     assert _axes_from_letters("IYX", 3) is None  # an unnamed sequence: left to the shape and the model
     assert _axes_from_letters("YXS", 3) == "YXC"
 
