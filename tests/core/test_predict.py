@@ -161,14 +161,20 @@ def test_progress_callback_and_tqdm_like():
 def test_cancel_keeps_finished_planes():
     image = np.random.default_rng(6).random((4, 40, 40)).astype(np.float32)
     model = tiny()
-    done = []
+    seen = []  # (tiles done, tiles total)
     with pytest.raises(Cancelled) as stop:
         segment(
-            model, image, tile_shape=(60, 60), progress=lambda d, t: done.append(d), should_stop=lambda: len(done) >= 2
+            model,
+            image,
+            tile_shape=(60, 60),  # 2x2 tiles a plane
+            progress=lambda done, total: seen.append((done, total)),
+            should_stop=lambda: seen[-1][0] >= seen[-1][1] // 2,  # stop once two of four planes are done
         )
     partial = stop.value.partial
     full = segment(model, image, tile_shape=(60, 60))
+    assert seen[-1] == (8, 16)
     np.testing.assert_array_equal(partial[:2], full[:2])
+    assert not np.array_equal(partial[2:], full[2:])  # the rest was never computed
 
 
 @pytest.mark.parametrize(

@@ -292,3 +292,20 @@ def test_divergence_stops_with_last_good_weights(discs):
         model, history = train(*discs, config=tiny(steps=30, optimizer="sgd", learning_rate=1e12))
     assert history["diverged"] and history["stopped"]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_error_messages_use_given_names(discs):
+    images, labels = discs
+    with pytest.raises(UNetInputError, match="'cells'"):
+        train([images[0]], [labels[0][:-1]], config=tiny(steps=1), names=["cells"])
+
+
+def test_progress_carries_the_live_model_and_predicting_keeps_train_mode(discs):
+    images, labels = discs
+    gen = iter_train(images, labels, config=tiny(steps=2))
+    event = next(gen)
+    model = event.info["model"]
+    assert isinstance(model, UNet) and model.training
+    predict(model, images[0])  # e.g. a preview between steps
+    assert model.training  # dropout stays on for the rest of training
+    gen.close()

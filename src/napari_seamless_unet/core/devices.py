@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -63,11 +64,25 @@ def memory_budget(device: torch.device) -> int:
     return int(min(_available_host_memory() / 4, 4 * 2**30))
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    if os.environ.get("SEAMLESS_UNET_CPU_BF16") in ("0", "1"):
+        return os.environ["SEAMLESS_UNET_CPU_BF16"] == "1"
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or ``None`` for plain float32.
 
-    ``auto`` means bf16 on CUDA devices that support it (it agrees with fp32 on the labels of trained models,
-    see benchmarks/README.md) and fp32 elsewhere.
+    ``auto`` means bf16 on CUDA devices that support it and on CPUs that compute bf16 natively, and fp32
+    elsewhere: bf16 labels agreed with fp32 on 99.97% of the pixels of a trained model and ran 1.4x (small
+    network) to 4x (paper network) faster on an AVX512-BF16 CPU (benchmarks/README.md).
     """
     if precision not in PRECISIONS:
         raise UNetInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -75,6 +90,8 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return None
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if precision == "fp16" and device.type == "cpu":

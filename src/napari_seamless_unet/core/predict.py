@@ -6,7 +6,7 @@ import math
 import warnings
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,6 +220,7 @@ def iter_predict(
     if int(batch_size) < 1:
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
+    was_training = model.training  # restored at the end: a preview during training must not switch off dropout
     runner = _Runner(model, dev, precision)
     planes = list(ax.iter_planes(image.shape, axes))
     total = len(planes) * len(grid)
@@ -240,7 +241,7 @@ def iter_predict(
         return np.stack(blocks)
 
     # Read and normalise the next batch on a worker thread while the network runs on the current one.
-    with ThreadPoolExecutor(max_workers=1) as reader:
+    with ThreadPoolExecutor(max_workers=1) as reader, _restore_mode(model, was_training):
         for plane in planes:
             plane_grid, plane_batch = grid, int(batch_size)
             while True:
@@ -265,6 +266,14 @@ def iter_predict(
                     plane_grid, plane_batch, runner = _shrink_after_oom(model, plane_grid, plane_batch, runner, err)
             done += len(grid)
     return out
+
+
+@contextmanager
+def _restore_mode(model: UNet, training: bool):
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 def _shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: _Runner, err: BaseException):
