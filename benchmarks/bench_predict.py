@@ -151,7 +151,7 @@ def bench_monai(name, spec, image, device, precision, repeats):
     from monai.inferers import sliding_window_inference
 
     net = PaddedUNet(**spec).to(device).eval().to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, precision, spec["base_channels"])
     tensor = torch.from_numpy(image)[None, None]
 
     def run():
@@ -284,18 +284,21 @@ def main(argv=None):
         return
 
     device = resolve_device(args.device)
-    dtype = autocast_dtype(device, args.dtype)
     print(
         f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else os.cpu_count()} "
         f"{'GPU' if device.type == 'cuda' else 'CPU cores'}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"precision {args.dtype}, memory budget {memory_budget(device) / 2**30:.1f} GiB"
     )
     image = np.random.default_rng(0).random((args.size, args.size)).astype(np.float32)
-    peak = matmul_gflops(device, dtype)
-    print(f"matmul 4096^2 ({args.dtype}): {peak:.1f} GFLOP/s")
+    peaks = {}
     for name in args.networks.split(","):
         torch.manual_seed(0)
         model = UNet(**NETWORKS[name]).eval()
+        dtype = autocast_dtype(device, args.dtype, model.base_channels)
+        if dtype not in peaks:  # the machine's limit in the precision this network runs in
+            peaks[dtype] = matmul_gflops(device, dtype)
+            print(f"matmul 4096^2 ({dtype or torch.float32}): {peaks[dtype]:.1f} GFLOP/s")
+        peak = peaks[dtype]
         r = bench_unet(name, model, image, device, args.dtype, args.repeats)
         print(
             f"[{name}] seamless-unet {args.size}x{args.size}: tile {r['tile']} x{r['tiles']}, {r['wall_s']:.2f} s, "

@@ -77,12 +77,19 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+# On a CPU, bf16 pays off only where convolutions are compute-bound: the paper network (64 channels) ran 4x
+# faster, networks of 8-16 channels no faster or slower (benchmarks/README.md).
+CPU_BF16_MIN_CHANNELS = 32
+
+
+def autocast_dtype(
+    device: torch.device, precision: str = "auto", base_channels: int | None = None
+) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or ``None`` for plain float32.
 
-    ``auto`` means bf16 on CUDA devices that support it and on CPUs that compute bf16 natively, and fp32
-    elsewhere: bf16 labels agreed with fp32 on 99.97% of the pixels of a trained model and ran 1.4x (small
-    network) to 4x (paper network) faster on an AVX512-BF16 CPU (benchmarks/README.md).
+    ``auto`` means bf16 on CUDA devices that support it, and on CPUs that compute bf16 natively for networks of
+    at least ``CPU_BF16_MIN_CHANNELS`` base channels; fp32 elsewhere. bf16 labels agreed with fp32 on 99.97% of
+    the pixels of a trained model (benchmarks/README.md).
     """
     if precision not in PRECISIONS:
         raise UNetInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -91,7 +98,8 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        if device.type == "cpu" and cpu_has_native_bf16():
+        wide = base_channels is not None and base_channels >= CPU_BF16_MIN_CHANNELS
+        if device.type == "cpu" and wide and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if precision == "fp16" and device.type == "cpu":

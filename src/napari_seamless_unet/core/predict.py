@@ -88,7 +88,7 @@ class _Runner:
     precision: str = "auto"
 
     def __post_init__(self):
-        self.dtype = autocast_dtype(self.device, self.precision)
+        self.dtype = autocast_dtype(self.device, self.precision, self.model.base_channels)
         # Channels-last lets oneDNN (CPU) and cuDNN (CUDA) pick their fastest convolution kernels: 1.7x on the
         # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
         self.channels_last = self.device.type in ("cuda", "cpu")
@@ -328,7 +328,8 @@ def predict(
     device : str or torch.device, optional
         ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; default CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``auto`` is bf16 on CUDA and fp32 elsewhere.
+        Autocast precision; ``auto`` is bf16 on CUDA and on bf16-capable CPUs for networks of 32+ base channels,
+        fp32 elsewhere.
     out : array-like, optional
         Where to write the result (e.g. a zarr array), of shape ``(num_classes, *spatial)``.
     progress : callable or tqdm-like, optional

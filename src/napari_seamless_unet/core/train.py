@@ -99,7 +99,7 @@ class TrainConfig:
     device : str, optional
         None or "auto" = CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``auto`` = bf16 on CUDA and on CPUs with native bf16, float32 elsewhere.
+        Autocast precision; ``auto`` = bf16 on CUDA (where supported), float32 elsewhere; "bf16" also on CPU.
     axes : str, optional
         Axes of the training images (like :func:`~napari_seamless_unet.predict`); default inferred.
     normalization : dict
@@ -602,14 +602,18 @@ def iter_train(
             class_names=None if config.task == "semantic" else ["background", "foreground"],
         )
     model = model.to(device)
-    # Channels-last and bf16 autocast pick the fast oneDNN/cuDNN kernels: on an AVX512-BF16 CPU a step of the
-    # paper network takes 1.6 s instead of 3.3 s (benchmarks/README.md).
+    # Channels-last picks the fast oneDNN/cuDNN convolution kernels on both CPU and CUDA. Autocast only on CUDA
+    # by default: on CPUs bf16 training was slower for the small networks people train there, and its first
+    # steps in a non-main thread (the viewer's worker) took 30x longer (benchmarks/README.md).
     channels_last = device.type in ("cuda", "cpu")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    amp_dtype = autocast_dtype(device, config.precision) if device.type in ("cuda", "cpu") else None
+    if device.type == "cuda" or (device.type == "cpu" and config.precision in ("bf16", "fp16")):
+        amp_dtype = autocast_dtype(device, config.precision)
+    else:
+        amp_dtype = None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     lr = config.learning_rate or DEFAULT_LEARNING_RATE[config.optimizer]

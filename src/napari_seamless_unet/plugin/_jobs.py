@@ -53,8 +53,10 @@ class TrainingJob:
         preview_image=None,
         preview_axes: str | None = None,
         preview_every: int = 0,
+        names: Sequence[str] | None = None,
     ):
         self.images = list(images)
+        self.names = list(names) if names is not None else None
         self.labels = list(labels)
         self.config = config
         self.preview_image = preview_image
@@ -75,7 +77,7 @@ class TrainingJob:
         """Generator for a thread worker: yields progress and previews, returns the ``TrainResult``."""
         from ..core.train import iter_train
 
-        gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set)
+        gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set, names=self.names)
         while True:
             try:
                 event = next(gen)

@@ -116,6 +116,7 @@ class TrainingData:
     axes: str  # "YX" or "CYX"
     channels: int
     summary: str
+    names: list[str]  # "<layer>" or "<layer> plane {...}", for the trainer's error messages
 
 
 def _any(array) -> bool:
@@ -132,7 +133,7 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
     """
     if not pairs:
         raise UNetInputError("no training data: add an image layer and a Labels layer with its annotation.")
-    images, labels, channels, used, total = [], [], None, 0, 0
+    images, labels, names, channels, used, total = [], [], [], None, 0, 0
     for image_layer, labels_layer in pairs:
         if image_layer is None:
             raise UNetInputError("choose an image layer to train on (open an image, or File > Open Sample).")
@@ -172,6 +173,7 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
                     img_plane = img_plane[0]
             images.append(np.asarray(img_plane))
             labels.append(np.asarray(lab_plane))
+            names.append(f"{image_layer.name} plane {plane}" if plane else image_layer.name)
             used += 1
     if not images:
         names = ", ".join(repr(lab.name) for _, lab in pairs)
@@ -182,7 +184,7 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
     if any(np.issubdtype(np.asarray(lab).dtype, np.floating) for lab in labels[:1]):
         labels = [np.asarray(lab).astype(np.int32) for lab in labels]
     summary = f"{used} annotated plane(s)" + (f" of {total}" if total != used else "")
-    return TrainingData(images, labels, "CYX" if channels > 1 else "YX", int(channels), summary)
+    return TrainingData(images, labels, "CYX" if channels > 1 else "YX", int(channels), summary, names)
 
 
 def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:

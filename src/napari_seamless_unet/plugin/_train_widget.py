@@ -215,9 +215,7 @@ class TrainWidget(QWidget):
             "save_path": path or None,
             # A few validation points on every run length, so the plot shows a trend.
             "val_every": max(1, min(50, steps // 10)),
-            # The preview reads the checkpoint file (the trainer does not hand out its live network): write one
-            # per preview.
-            "checkpoint_every": self._preview_steps() or max(1, min(50, steps // 4)),
+            "checkpoint_every": max(1, min(50, steps // 4)),
         }
         values.update(overrides)
         return TrainConfig(**values)
@@ -231,7 +229,7 @@ class TrainWidget(QWidget):
         config = self.make_config(axes=data.axes, **overrides)
         image_layer = self.pairs[0][0]
         preview, preview_axes = None, None
-        every = self._preview_steps() if config.save_path else 0
+        every = self._preview_steps()  # previews copy the live network from the progress events
         if every:
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
@@ -240,7 +238,13 @@ class TrainWidget(QWidget):
             self._preview_target = (image_layer, axes, plane)
         self._image_name = image_layer.name
         job = TrainingJob(
-            data.images, data.labels, config, preview_image=preview, preview_axes=preview_axes, preview_every=every
+            data.images,
+            data.labels,
+            config,
+            preview_image=preview,
+            preview_axes=preview_axes,
+            preview_every=every,
+            names=data.names,
         )
         job.summary = data.summary
         return job
