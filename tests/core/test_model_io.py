@@ -101,3 +101,13 @@ def test_full_disk_leaves_previous_file_intact(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.unet.pt"]  # no temporary file left behind
     load_model(path)
+
+
+def test_an_image_is_not_mistaken_for_unsafe_code(tmp_path):
+    import tifffile
+
+    tif = tmp_path / "cells.tif"
+    tifffile.imwrite(tif, np.zeros((8, 8), np.uint8))
+    with pytest.raises(ModelFileError, match="not a napari-seamless-unet model file") as err:
+        load_model(tif)
+    assert "run code" not in str(err.value)

@@ -118,6 +118,13 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelFileError(f"model file {str(path)!r} does not exist; check the path or train a model first.")
     if path.is_dir():
         raise ModelFileError(f"{str(path)!r} is a folder, not a model file; pick the .unet.pt file inside it.")
+    with open(path, "rb") as file:
+        signature = file.read(4)
+    if signature != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is some other file
+        raise ModelFileError(
+            f"{str(path)!r} is not a napari-seamless-unet model file (not a PyTorch archive; an image or another "
+            f"program's file?). Choose the .unet.pt file written by training."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

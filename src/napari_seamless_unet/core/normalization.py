@@ -61,7 +61,32 @@ class Normalization:
         n_channels = 1 if channel_axis is None else image.shape[channel_axis]
         if self.mode == "none":
             return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
-        sample = np.asarray(_subsample(image, channel_axis), dtype=np.float64)  # (C, N)
+        return self._from_sample(np.asarray(_subsample(image, channel_axis), dtype=np.float64))
+
+    def plane_statistics(self, image, axes: str, plane: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``(offset, scale)`` of one 2D plane of ``image`` (axes like "TZCYX").
+
+        Every plane of a stack or time-lapse is normalised on its own, as in training, so that a plane is
+        segmented the same whether it comes alone or in a stack, and bleaching over time does not matter. Only a
+        strided sample of the plane is read (a zarr plane is never loaded whole).
+        """
+        n_channels = image.shape[axes.index("C")] if "C" in axes else 1
+        if self.mode == "none":
+            return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
+        h, w = image.shape[axes.index("Y")], image.shape[axes.index("X")]
+        step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_SAMPLES))))
+        index = tuple(plane[a] if a in plane else (slice(None) if a == "C" else slice(None, None, step)) for a in axes)
+        sample = image[index]
+        if hasattr(sample, "compute"):  # dask
+            sample = sample.compute()
+        sample = np.asarray(sample, dtype=np.float64)
+        kept = [a for a in axes if a not in plane]
+        if "C" in kept:
+            sample = np.moveaxis(sample, kept.index("C"), 0)
+        return self._from_sample(sample.reshape(n_channels, -1))
+
+    def _from_sample(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, scale)`` from a (C, N) float64 sample."""
         if not np.all(np.isfinite(sample)):
             raise UNetInputError(
                 "the image contains NaN or Inf values; replace them first (e.g. numpy.nan_to_num) or mask them out."

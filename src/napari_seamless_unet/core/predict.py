@@ -194,13 +194,6 @@ def iter_predict(
     axes = _check_image(model, image, axes, name)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
-    channel_axis = axes.index("C") if "C" in axes else None
-    offset, scale = model.normalization.statistics(image, channel_axis)
-    if model.normalization.mode != "none" and np.all(scale == 0):
-        warnings.warn(
-            f"{name} is constant: it carries no information and will be segmented as one class.", stacklevel=2
-        )
-
     expected = _output_shape(image.shape, axes, output, model.num_classes)
     if out is None:
         out = np.zeros(expected, dtype=_output_dtype(model, output))
@@ -227,6 +220,19 @@ def iter_predict(
     done = 0
     y_axis, x_axis = axes.index("Y"), axes.index("X")
 
+    warned = []
+
+    def plane_statistics(plane: dict) -> tuple[np.ndarray, np.ndarray]:
+        offset, scale = model.normalization.plane_statistics(image, axes, plane)
+        if model.normalization.mode != "none" and np.all(scale == 0) and not warned:
+            where = f" (plane {plane})" if plane else ""
+            warnings.warn(
+                f"{name}{where} is constant: it carries no information and will be segmented as one class.",
+                stacklevel=3,
+            )
+            warned.append(plane)
+        return offset, scale
+
     def load(plane: dict, batch_tiles: list[Tile], tile_grid: TileGrid) -> np.ndarray:
         blocks = []
         for tile in batch_tiles:
@@ -237,12 +243,13 @@ def iter_predict(
                 raise UNetInputError(
                     f"{name} contains NaN or Inf values (plane {plane or 0}); replace them first, e.g. numpy.nan_to_num."
                 )
-            blocks.append(apply_statistics(block, offset, scale))
+            blocks.append(apply_statistics(block, *stats))
         return np.stack(blocks)
 
     # Read and normalise the next batch on a worker thread while the network runs on the current one.
     with ThreadPoolExecutor(max_workers=1) as reader, _restore_mode(model, was_training):
         for plane in planes:
+            stats = plane_statistics(plane)  # read by load() on the reader thread
             plane_grid, plane_batch = grid, int(batch_size)
             while True:
                 try:

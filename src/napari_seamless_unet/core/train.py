@@ -361,9 +361,9 @@ def _check_pairs(images, labels, config: TrainConfig, role: str, in_channels: in
 def _planes(pairs, config: TrainConfig, normalization: Normalization, role: str) -> list[_Plane]:
     out = []
     for i, (image, labels, axes) in enumerate(pairs):
-        channel_axis = axes.index("C") if "C" in axes else None
-        offset, scale = normalization.statistics(image, channel_axis)
         for p, plane in enumerate(ax.iter_planes(image.shape, axes)):
+            # Per plane, exactly as prediction normalises (see Normalization.plane_statistics).
+            offset, scale = normalization.plane_statistics(image, axes, plane)
             raw = ax.to_cyx(image[ax.image_index(axes, plane, slice(None), slice(None))], axes)
             lab = labels[ax.output_index(axes, plane, slice(None), slice(None))]
             target, objects = _classes(lab, config)
