@@ -180,7 +180,7 @@ def test_corrupt_model_file(qtbot, viewer, tmp_path, notes, unchanged):
     check = unchanged(viewer)
     widget = _widget(viewer, "cells", bad)
     assert widget.start() is None
-    assert len(notes["error"]) == 1 and "not a readable model file" in notes["error"][0]
+    assert len(notes["error"]) == 1 and "not a napari-seamless-unet model file" in notes["error"][0]
     assert widget.status.value == notes["error"][0]
     check()
 
