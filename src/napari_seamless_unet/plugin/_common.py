@@ -106,6 +106,51 @@ def start_worker(run, *, yielded, returned, errored, finished):
     return worker
 
 
+class JobRunner:
+    """The life cycle both widgets share: one job at a time in a thread worker, a run and a stop button.
+
+    Subclasses implement ``_buttons`` (their run and stop buttons), ``_on_yielded``, ``_on_returned`` and
+    ``_on_errored``; ``busy`` stays true until the results (or errors) are handled on the GUI thread.
+    """
+
+    worker = None
+    job = None
+    _busy = False
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.is_running
+
+    @property
+    def busy(self) -> bool:
+        """True from the start of a run until its results (or errors) have been handled on the GUI thread."""
+        return self._busy
+
+    def _buttons(self) -> tuple:
+        raise NotImplementedError
+
+    def _launch(self, job):
+        self.job = job
+        run_button, stop_button = self._buttons()
+        run_button.enabled = False
+        stop_button.enabled = True
+        self._busy = True
+        self.worker = start_worker(
+            job.run,
+            yielded=self._on_yielded,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
+        )
+        return self.worker
+
+    def _on_finished(self):
+        self._busy = False
+        run_button, stop_button = self._buttons()
+        run_button.enabled = True
+        stop_button.enabled = False
+
+
 def pick_default_layer(combo, viewer, kind: str) -> None:
     """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one."""
     if combo.value is not None:

@@ -14,6 +14,7 @@ from ..core.errors import UNetInputError
 from ..core.model_io import load_model
 from . import _layers
 from ._common import (
+    JobRunner,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -22,7 +23,6 @@ from ._common import (
     notify_info,
     pick_default_layer,
     report_exception,
-    start_worker,
 )
 from ._jobs import PredictionJob, PredictionResult
 from ._registry import registry
@@ -33,7 +33,7 @@ SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
 PREDICTION_KEY = "seamless_unet_prediction"
 
 
-class PredictWidget(QWidget):
+class PredictWidget(JobRunner, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -63,8 +63,6 @@ class PredictWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.job: PredictionJob | None = None
-        self.worker = None
-        self._busy = False
         self.last_model = None
         self.last_labels: np.ndarray | None = None
         self.last_probabilities: np.ndarray | None = None
@@ -190,14 +188,8 @@ class PredictWidget(QWidget):
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.worker is not None and self.worker.is_running
-
-    @property
-    def busy(self) -> bool:
-        """True from :meth:`start` until the run's results (or errors) have been handled on the GUI thread."""
-        return self._busy
+    def _buttons(self) -> tuple:
+        return self.run_button, self.cancel_button
 
     def start(self):
         """Start segmenting in a thread worker; returns the worker (None if the settings are wrong)."""
@@ -208,22 +200,11 @@ class PredictWidget(QWidget):
         except UNetInputError as err:
             self.status.value = report_exception(err, "Segmentation")
             return None
-        self.job = job
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         layer, _, plane, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self._busy = True
-        self.worker = start_worker(
-            job.run,
-            yielded=self._on_yielded,
-            returned=self._on_returned,
-            errored=self._on_errored,
-            finished=self._on_finished,
-        )
-        return self.worker
+        return self._launch(job)
 
     def cancel(self):
         """Stop after the current batch of tiles; finished planes are still added."""
@@ -303,8 +284,3 @@ class PredictWidget(QWidget):
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Segmentation", notify=False)
-
-    def _on_finished(self):
-        self._busy = False
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False

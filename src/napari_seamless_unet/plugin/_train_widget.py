@@ -13,6 +13,7 @@ from ..core.errors import UNetInputError
 from ..core.progress import Progress
 from . import _layers
 from ._common import (
+    JobRunner,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -20,7 +21,6 @@ from ._common import (
     notify_info,
     pick_default_layer,
     report_exception,
-    start_worker,
 )
 from ._jobs import Preview, TrainingJob
 from ._plot import LossPlot
@@ -56,7 +56,7 @@ class _PairRow:
             self.labels.value = guess
 
 
-class TrainWidget(QWidget):
+class TrainWidget(JobRunner, QWidget):
     """Train a U-Net on image layers and their Labels layers.
 
     Attributes
@@ -85,8 +85,6 @@ class TrainWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.job: TrainingJob | None = None
-        self.worker = None
-        self._busy = False
         self.last_model = None
         self.last_history = None
         self.last_path: Path | None = None
@@ -250,14 +248,8 @@ class TrainWidget(QWidget):
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.worker is not None and self.worker.is_running
-
-    @property
-    def busy(self) -> bool:
-        """True from :meth:`start` until the run's results (or errors) have been handled on the GUI thread."""
-        return self._busy
+    def _buttons(self) -> tuple:
+        return self.train_button, self.stop_button
 
     def start(self):
         """Start training in a thread worker; returns the worker (None if the settings are wrong)."""
@@ -268,22 +260,11 @@ class TrainWidget(QWidget):
         except UNetInputError as err:
             report_exception(err, "Training")
             return None
-        self.job = job
         self.plot.clear()
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
         self.status.value = f"Training on {job.summary}…"
-        self.train_button.enabled = False
-        self.stop_button.enabled = True
-        self._busy = True
-        self.worker = start_worker(
-            job.run,
-            yielded=self._on_yielded,
-            returned=self._on_returned,
-            errored=self._on_errored,
-            finished=self._on_finished,
-        )
-        return self.worker
+        return self._launch(job)
 
     def stop(self):
         """Stop after the current step, keeping (and saving) the model trained so far."""
@@ -357,8 +338,3 @@ class TrainWidget(QWidget):
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Training", notify=False)
-
-    def _on_finished(self):
-        self._busy = False
-        self.train_button.enabled = True
-        self.stop_button.enabled = False
