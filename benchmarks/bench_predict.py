@@ -147,11 +147,11 @@ class PaddedUNet(nn.Module):
         return self.head(x)
 
 
-def bench_monai(name, spec, image, device, precision, repeats):
+def bench_monai(name, spec, image, device, dtype, repeats):
+    """MONAI's sliding window with a padded U-Net, in the same autocast ``dtype`` as our run (None = fp32)."""
     from monai.inferers import sliding_window_inference
 
     net = PaddedUNet(**spec).to(device).eval().to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(device, precision, spec["base_channels"])
     tensor = torch.from_numpy(image)[None, None]
 
     def run():
@@ -294,7 +294,8 @@ def main(argv=None):
     for name in args.networks.split(","):
         torch.manual_seed(0)
         model = UNet(**NETWORKS[name]).eval()
-        dtype = autocast_dtype(device, args.dtype, model.base_channels)
+        tile = choose_tile_shape(model, (args.size, args.size), device)
+        dtype = autocast_dtype(device, args.dtype, forward_flops(model, tile) / 1e9)
         if dtype not in peaks:  # the machine's limit in the precision this network runs in
             peaks[dtype] = matmul_gflops(device, dtype)
             print(f"matmul 4096^2 ({dtype or torch.float32}): {peaks[dtype]:.1f} GFLOP/s")
@@ -307,9 +308,10 @@ def main(argv=None):
             f"time outside forward {r['outside_forward_fraction']:.3f}"
         )
         if args.monai:
-            m = bench_monai(name, NETWORKS[name], image, device, args.dtype, args.repeats)
+            m = bench_monai(name, NETWORKS[name], image, device, dtype, args.repeats)
             print(
-                f"[{name}] MONAI sliding window (roi 512, overlap 0.25, gaussian), padded U-Net: {m['wall_s']:.2f} s, "
+                f"[{name}] MONAI sliding window (roi 512, overlap 0.25, gaussian), padded U-Net, same precision: "
+                f"{m['wall_s']:.2f} s, "
                 f"{m['megapixels_per_s']:.3f} MP/s -> seamless-unet is {r['megapixels_per_s'] / m['megapixels_per_s']:.2f}x"
             )
     if args.precision:

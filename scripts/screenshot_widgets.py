@@ -54,7 +54,7 @@ def save_png(array: np.ndarray, path: Path, max_bytes: int = MAX_BYTES) -> Path:
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parents[1] / "docs/images/widgets.png")
-    parser.add_argument("--steps", type=int, default=150, help="training steps of the tiny network")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of the tiny network")
     args = parser.parse_args(argv)
 
     viewer = napari.Viewer(title="napari-seamless-unet")

@@ -27,12 +27,11 @@ import numpy as np
 from . import __version__
 from .core import axes as ax
 from .core.errors import Cancelled, InvalidShapeError, UNetInputError
+from .core.presets import NETWORK_PRESETS
 
 PROG = "seamless-unet"
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".zarr", ".npy")
-# (base_channels, depth) of the network size presets; "paper" is the network of Ronneberger et al. 2015.
-PRESETS: dict[str, tuple[int, int]] = {"tiny": (8, 2), "small": (16, 3), "medium": (32, 4), "paper": (64, 4)}
 # File-name endings that mark a label image of the same stem ("cells_01_labels.tif" labels "cells_01.tif").
 LABEL_ENDINGS = ("_labels", "-labels", ".labels", "_label", "-label", "_masks", "_mask", "-mask", "_gt", "_seg")
 EXIT_INTERRUPTED = 130
@@ -436,7 +435,7 @@ def _network_size(args) -> tuple[int, int, str]:
         import torch
 
         preset = "paper" if torch.cuda.is_available() and args.device not in ("cpu",) else "small"
-    base, depth = PRESETS[preset]
+    base, depth = NETWORK_PRESETS[preset]
     if args.base_channels is not None:
         base = args.base_channels
     if args.depth is not None:
@@ -695,7 +694,7 @@ def _cmd_demo(args) -> int:
         raise UNetInputError(f"--out-dir {str(out_dir)!r} is a file, not a folder.")
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "demo-model.unet.pt"
-    base, depth = PRESETS[args.size]
+    base, depth = NETWORK_PRESETS[args.size]
     # Train on the bundled sample, then segment a new image of the same kind, so the score is not memorised.
     image, labels = touching_discs(shape=(256, 256), seed=0)
     test_image, test_truth = touching_discs(shape=(256, 256), seed=1)
@@ -808,10 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--size",
-        choices=("auto", *PRESETS),
+        choices=("auto", *NETWORK_PRESETS),
         default="auto",
         help="network size preset: "
-        + ", ".join(f"{k} = {b} channels/depth {d}" for k, (b, d) in PRESETS.items())
+        + ", ".join(f"{k} = {b} channels/depth {d}" for k, (b, d) in NETWORK_PRESETS.items())
         + " (the paper's); auto = paper on a GPU, small on the CPU (default: %(default)s)",
     )
     train.add_argument("--base-channels", type=_positive_int, default=None, help="override the preset's channels")
@@ -920,7 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop training after this many seconds at the latest (default: %(default)s)",
     )
-    demo.add_argument("--size", choices=tuple(PRESETS), default="tiny", help="(default: %(default)s)")
+    demo.add_argument("--size", choices=tuple(NETWORK_PRESETS), default="tiny", help="(default: %(default)s)")
     demo.add_argument("--learning-rate", type=_positive_float, default=None, help="default: the training API's")
     demo.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     demo.add_argument("--device", default="cpu", help="(default: %(default)s)")

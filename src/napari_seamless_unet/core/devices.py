@@ -77,19 +77,20 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-# On a CPU, bf16 pays off only where convolutions are compute-bound: the paper network (64 channels) ran 4x
-# faster, networks of 8-16 channels no faster or slower (benchmarks/README.md).
-CPU_BF16_MIN_CHANNELS = 32
+# On a CPU, bf16 pays off only where convolutions are compute-bound, i.e. for large tiles of wide networks: the
+# paper network on 1212x1212 tiles (2.2 TFLOP a tile) ran 4x faster, a 16-channel network on a 2128x2128 tile
+# (about 0.4 TFLOP) 1.7x faster, but the same network on a 600x600 tile (30 GFLOP) slower (benchmarks/README.md).
+CPU_BF16_MIN_TILE_GFLOP = 100.0
 
 
 def autocast_dtype(
-    device: torch.device, precision: str = "auto", base_channels: int | None = None
+    device: torch.device, precision: str = "auto", tile_gflop: float | None = None
 ) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or ``None`` for plain float32.
 
-    ``auto`` means bf16 on CUDA devices that support it, and on CPUs that compute bf16 natively for networks of
-    at least ``CPU_BF16_MIN_CHANNELS`` base channels; fp32 elsewhere. bf16 labels agreed with fp32 on 99.97% of
-    the pixels of a trained model (benchmarks/README.md).
+    ``auto`` means bf16 on CUDA devices that support it, and on CPUs that compute bf16 natively when one forward
+    pass (``tile_gflop``, in GFLOP) is large enough to be compute-bound; fp32 elsewhere. bf16 labels agreed
+    with fp32 on 99.97% of the pixels of a trained model (benchmarks/README.md).
     """
     if precision not in PRECISIONS:
         raise UNetInputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -98,8 +99,8 @@ def autocast_dtype(
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        wide = base_channels is not None and base_channels >= CPU_BF16_MIN_CHANNELS
-        if device.type == "cpu" and wide and cpu_has_native_bf16():
+        big = tile_gflop is not None and tile_gflop >= CPU_BF16_MIN_TILE_GFLOP
+        if device.type == "cpu" and big and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if precision == "fp16" and device.type == "cpu":

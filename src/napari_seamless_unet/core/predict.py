@@ -16,7 +16,7 @@ from . import axes as ax
 from . import shapes
 from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_device
 from .errors import InvalidShapeError, UNetInputError
-from .model import UNet
+from .model import UNet, forward_flops
 from .normalization import apply_statistics
 from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground, label_foreground_blockwise
 from .progress import Progress, ProgressLike, run
@@ -86,9 +86,11 @@ class _Runner:
     model: UNet
     device: torch.device
     precision: str = "auto"
+    tile_shape: tuple[int, int] | None = None  # what "auto" precision is chosen for
 
     def __post_init__(self):
-        self.dtype = autocast_dtype(self.device, self.precision, self.model.base_channels)
+        gflop = forward_flops(self.model, self.tile_shape) / 1e9 if self.tile_shape else None
+        self.dtype = autocast_dtype(self.device, self.precision, gflop)
         # Channels-last lets oneDNN (CPU) and cuDNN (CUDA) pick their fastest convolution kernels: 1.7x on the
         # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
         self.channels_last = self.device.type in ("cuda", "cpu")
@@ -129,7 +131,7 @@ def predict_tiles(
     if tiles.ndim != 4 or tiles.shape[1] != model.in_channels:
         raise InvalidShapeError(f"tiles must be (batch, {model.in_channels}, height, width), got {tiles.shape}")
     shapes.check_input_shape(tiles.shape[-2:], model.depth)
-    return _Runner(model, resolve_device(device), precision)(tiles, output)
+    return _Runner(model, resolve_device(device), precision, tuple(tiles.shape[-2:]))(tiles, output)
 
 
 # -- the prediction loop -----------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def iter_predict(
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
     was_training = model.training  # restored at the end: a preview during training must not switch off dropout
-    runner = _Runner(model, dev, precision)
+    runner = _Runner(model, dev, precision, grid.tile_shape)
     planes = list(ax.iter_planes(image.shape, axes))
     total = len(planes) * len(grid)
     done = 0
@@ -299,7 +301,7 @@ def _shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: _Runner, 
         warnings.warn(
             f"out of memory on {runner.device} even with the smallest tiles; continuing on the CPU", stacklevel=3
         )
-        return grid, 1, _Runner(model, torch.device("cpu"), runner.precision)
+        return grid, 1, _Runner(model, torch.device("cpu"), runner.precision, grid.tile_shape)
     raise err
 
 
@@ -335,8 +337,8 @@ def predict(
     device : str or torch.device, optional
         ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; default CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``auto`` is bf16 on CUDA and on bf16-capable CPUs for networks of 32+ base channels,
-        fp32 elsewhere.
+        Autocast precision; ``auto`` is bf16 on CUDA, and on CPUs with native bf16 for tiles of 100+ GFLOP
+        (where it is faster), fp32 elsewhere.
     out : array-like, optional
         Where to write the result (e.g. a zarr array), of shape ``(num_classes, *spatial)``.
     progress : callable or tqdm-like, optional

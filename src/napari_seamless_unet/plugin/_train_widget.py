@@ -10,6 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from ..core.errors import UNetInputError
+from ..core.presets import NETWORK_PRESETS, preset_label
 from ..core.progress import Progress
 from . import _layers
 from ._common import (
@@ -26,13 +27,8 @@ from ._jobs import Preview, TrainingJob
 from ._plot import LossPlot
 from ._registry import registry
 
-#: Network size presets: label -> (base_channels, depth). The paper's network needs a GPU to train in minutes.
-PRESETS = {
-    "paper (64 channels, depth 4)": (64, 4),
-    "medium (32 channels, depth 4)": (32, 4),
-    "small (16 channels, depth 3)": (16, 3),
-    "tiny (8 channels, depth 2)": (8, 2),
-}
+#: Network size presets: label -> (base_channels, depth), largest first.
+PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
 
