@@ -6,6 +6,7 @@ import logging
 from typing import NamedTuple
 
 import napari
+from magicgui.widgets import Container, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
@@ -128,6 +129,16 @@ class JobRunner:
 
     def _buttons(self) -> tuple:
         raise NotImplementedError
+
+    def _make_buttons(self, run_text: str, stop_text: str, stop) -> tuple:
+        """A run button (calls ``self.start``), a stop button (calls ``stop``, enabled while running), their row."""
+        run_button = PushButton(text=run_text)
+        stop_button = PushButton(text=stop_text, enabled=False)
+        run_button.changed.connect(lambda *_: self.start())
+        stop_button.changed.connect(lambda *_: stop())
+        row = Container(widgets=[run_button, stop_button], layout="horizontal", labels=False)
+        row.margins = (0, 0, 0, 0)
+        return run_button, stop_button, row
 
     def _launch(self, job):
         self.job = job

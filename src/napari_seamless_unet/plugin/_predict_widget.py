@@ -6,7 +6,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, RadioButtons, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, RadioButtons, SpinBox
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from ..core import axes as ax
@@ -96,12 +96,9 @@ class PredictWidget(JobRunner, QWidget):
                 self.probabilities,
             ]
         )
-        self.run_button = PushButton(text="Segment")
-        self.cancel_button = PushButton(text="Cancel (keep finished planes)", enabled=False)
-        self.run_button.changed.connect(lambda *_: self.start())
-        self.cancel_button.changed.connect(lambda *_: self.cancel())
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        self.run_button, self.cancel_button, buttons = self._make_buttons(
+            "Segment", "Cancel (keep finished planes)", self.cancel
+        )
         self.progress_bar = QProgressBar()
         self.status = Label(value="Choose an image and a model (train one, or pick a .unet.pt file).")
         self.status.native.setWordWrap(True)

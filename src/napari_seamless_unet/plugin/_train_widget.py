@@ -121,12 +121,7 @@ class TrainWidget(JobRunner, QWidget):
                 self.preview_every,
             ]
         )
-        self.train_button = PushButton(text="Train")
-        self.stop_button = PushButton(text="Stop (keep model)", enabled=False)
-        self.train_button.changed.connect(lambda *_: self.start())
-        self.stop_button.changed.connect(lambda *_: self.stop())
-        buttons = Container(widgets=[self.train_button, self.stop_button], layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
+        self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setValue(0)
