@@ -283,3 +283,8 @@ def test_instances_into_zarr_output_are_labelled_blockwise(tmp_path):
     out = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=image.shape, chunks=(1, 16, 16), dtype="i4")
     segment(model, image, out=out)
     np.testing.assert_array_equal(out[:], 1)
+
+
+def test_nested_lists_are_accepted_like_arrays():
+    image = np.random.default_rng(8).random((40, 44)).astype(np.float32)
+    np.testing.assert_array_equal(segment(tiny(), image.tolist()), segment(tiny(), image))

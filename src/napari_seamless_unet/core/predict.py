@@ -135,9 +135,12 @@ def predict_tiles(
 
 
 # -- the prediction loop -----------------------------------------------------------------------------------------
+def _as_array(image):
+    """numpy, dask and zarr arrays as they are (read lazily); anything else (lists...) through numpy."""
+    return image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+
+
 def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
-    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-        image = np.asarray(image)
     ax.check_image_dtype(image, name)
     axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
     h, w = image.shape[axes.index("Y")], image.shape[axes.index("X")]
@@ -193,9 +196,8 @@ def iter_predict(
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    image = _as_array(image)
     axes = _check_image(model, image, axes, name)
-    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
-        image = np.asarray(image)
     expected = _output_shape(image.shape, axes, output, model.num_classes)
     if out is None:
         out = np.zeros(expected, dtype=_output_dtype(model, output))
@@ -372,6 +374,7 @@ def predict(
 
 def allocate_output(model: UNet, image, *, axes: str | None = None, output: str = "probabilities") -> np.ndarray:
     """A zero-filled numpy array of the shape and dtype that :func:`predict` or :func:`segment` returns."""
+    image = _as_array(image)
     resolved = ax.resolve_axes(image.shape, axes, model.in_channels)
     return np.zeros(_output_shape(image.shape, resolved, output, model.num_classes), dtype=_output_dtype(model, output))
 
@@ -421,6 +424,7 @@ def iter_segment(
     model: UNet, image, *, axes: str | None = None, out=None, min_size: int = 0, name: str = "image", **kwargs
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`segment` (see :func:`iter_predict`)."""
+    image = _as_array(image)
     labels = yield from iter_predict(model, image, axes=axes, output="labels", out=out, name=name, **kwargs)
     if model.task == "instances":
         resolved = ax.resolve_axes(image.shape, axes, model.in_channels, name)
