@@ -911,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and the model into --out-dir.",
     )
     demo.add_argument("--out-dir", default="seamless-unet-demo", help="(default: %(default)s)")
-    demo.add_argument("--steps", type=_positive_int, default=600, help="training steps (default: %(default)s)")
+    demo.add_argument("--steps", type=_positive_int, default=1500, help="training steps (default: %(default)s)")
     demo.add_argument(
         "--time-budget",
         type=_positive_float,
