@@ -143,13 +143,7 @@ def _as_array(image):
 def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     ax.check_image_dtype(image, name)
     axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
-    h, w = image.shape[axes.index("Y")], image.shape[axes.index("X")]
-    if min(h, w) < model.halo:
-        raise InvalidShapeError(
-            f"{name} of YX size {(h, w)} is smaller than the network's context of {model.halo} pixels on each side; "
-            f"mirroring cannot extrapolate it reliably. Use a larger image or a model of smaller depth "
-            f"(depth {max(1, model.depth - 1)} needs {shapes.halo(max(1, model.depth - 1))} pixels)."
-        )
+    shapes.check_context((image.shape[axes.index("Y")], image.shape[axes.index("X")]), model.depth, name)
     return axes
 
 

@@ -129,3 +129,18 @@ def check_input_shape(shape: Sequence[int], depth: int = 4, what: str = "tile") 
             f"{what} shape {tuple(int(s) for s in shape)} is invalid: {err} "
             f"Nearest valid {what} shape: {valid_input_shape(shape, depth)}."
         ) from None
+
+
+def check_context(size: Sequence[int], depth: int, what: str = "image") -> None:
+    """Raise if a (Y, X) image is smaller than the network's context on each side.
+
+    Mirroring cannot extrapolate such an image reliably; the message says which smaller depth would fit.
+    """
+    context = halo(depth)
+    if min(size) < context:
+        smaller = max(1, depth - 1)
+        raise InvalidShapeError(
+            f"{what} of YX size {tuple(int(s) for s in size)} is smaller than the network's context of {context} "
+            f"pixels on each side; mirroring cannot extrapolate it reliably. Use a larger image or a smaller depth "
+            f"(depth {smaller} needs {halo(smaller)} pixels)."
+        )

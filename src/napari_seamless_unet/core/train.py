@@ -283,14 +283,7 @@ def _check_pair(image, labels, axes: str | None, index: int, config: TrainConfig
             f"or positive ids. Shift or relabel them, e.g. skimage.segmentation.relabel_sequential."
         )
     labels = labels.astype(np.int64)
-    h, w = labels.shape[-2:]
-    halo = shapes.halo(int(config.depth))
-    if min(h, w) < halo:
-        raise UNetInputError(
-            f"{name} of size {(h, w)} is smaller than the network's context of {halo} pixels on each side; "
-            f"use larger images or a smaller depth (depth {max(1, config.depth - 1)} needs "
-            f"{shapes.halo(max(1, int(config.depth) - 1))} pixels)."
-        )
+    shapes.check_context(labels.shape[-2:], int(config.depth), name)
     valid = _annotated(labels, config)
     if not valid.any():
         raise UNetInputError(
