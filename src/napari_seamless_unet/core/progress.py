@@ -59,15 +59,22 @@ def run(
     """Drive a progress generator to completion and return its result.
 
     If ``should_stop()`` becomes true the generator is closed (so it can keep what it finished) and
-    :class:`Cancelled` is raised, carrying ``partial()`` when given.
+    :class:`Cancelled` is raised, carrying ``partial()`` when given. A KeyboardInterrupt raised while the
+    progress is reported (between two steps) is passed into the generator, so that it can finish cleanly:
+    training saves and returns its model, prediction re-raises it.
     """
     callback = as_callback(progress)
     try:
+        event = next(generator)
         while True:
-            event = next(generator)
-            callback(event)
+            try:
+                callback(event)
+            except KeyboardInterrupt:
+                event = generator.throw(KeyboardInterrupt())
+                continue
             if should_stop is not None and should_stop():
                 generator.close()
                 raise Cancelled("stopped on request", partial=partial() if partial else None)
+            event = next(generator)
     except StopIteration as stop:
         return stop.value

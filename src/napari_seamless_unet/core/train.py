@@ -32,7 +32,7 @@ from .model_io import read_model_file, save_model
 from .normalization import Normalization, apply_statistics
 from .postprocess import label_foreground
 from .predict import iter_predict
-from .progress import Progress, ProgressLike, as_callback
+from .progress import Progress, ProgressLike, run
 from .weights import class_weights, instance_weight_map, separate_touching
 
 OPTIMIZERS = ("adam", "sgd")
@@ -785,17 +785,6 @@ def train(
     UNetInputError
         For unusable inputs, before any training starts; the message names the pair and the fix.
     """
-    callback = as_callback(progress)
+    # should_stop goes to the trainer, not to run(): stopping is a normal end of training that returns the model.
     gen = iter_train(images, labels, config=config, validation=validation, should_stop=should_stop, names=names)
-    try:
-        event = next(gen)
-        while True:
-            try:
-                callback(event)
-            except KeyboardInterrupt:
-                # Interrupted between steps: let the generator save and return the model so far.
-                event = gen.throw(KeyboardInterrupt())
-            else:
-                event = next(gen)
-    except StopIteration as stop:
-        return stop.value
+    return run(gen, progress)
