@@ -25,6 +25,14 @@ def label_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
+def labels_from_classes(classes: np.ndarray, task: str, min_size: int = 0) -> np.ndarray:
+    """What :func:`~napari_seamless_unet.segment` returns for one 2D plane of class ids: the class ids for a
+    semantic model, instance labels (foreground components) for an instance model."""
+    if task == "instances":
+        return label_foreground(classes == 1, min_size=min_size)
+    return classes
+
+
 class _UnionFind:
     def __init__(self):
         self.parent = np.zeros(1, dtype=np.int64)

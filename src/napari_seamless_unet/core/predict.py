@@ -18,7 +18,7 @@ from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_de
 from .errors import InvalidShapeError, UNetInputError
 from .model import UNet, forward_flops
 from .normalization import apply_statistics
-from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground, label_foreground_blockwise
+from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground_blockwise, labels_from_classes
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
@@ -428,7 +428,7 @@ def iter_segment(
         for i, plane in enumerate(planes):
             index = ax.image_index(spatial, plane, slice(None), slice(None))
             if isinstance(labels, np.ndarray) and labels.shape[y_axis] * labels.shape[x_axis] <= BLOCKWISE_PIXELS:
-                labels[index] = label_foreground(labels[index] == 1, min_size=min_size)
+                labels[index] = labels_from_classes(labels[index], model.task, min_size)
             else:  # zarr outputs and huge planes: never hold a whole plane in memory
                 prefix = ax.image_index(spatial, plane, None, None)
                 label_foreground_blockwise(_PlaneView(labels, prefix, y_axis, x_axis), min_size=min_size)

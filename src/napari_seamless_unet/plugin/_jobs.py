@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import axes as ax
-from ..core.postprocess import label_foreground
+from ..core.postprocess import labels_from_classes
 from ..core.predict import allocate_output, iter_predict, iter_segment
 from ..core.progress import Progress
 
@@ -214,9 +214,6 @@ class PredictionJob:
                     return result
             if probs is not None:
                 classes = probs[(slice(None), *out_index)].argmax(axis=0)
-                if self.model.task == "instances":
-                    labels[out_index] = label_foreground(classes == 1, min_size=self.min_size)
-                else:
-                    labels[out_index] = classes
+                labels[out_index] = labels_from_classes(classes, self.model.task, self.min_size)
             result.planes_done.append(plane)
         return result
