@@ -484,11 +484,7 @@ def _validate(model: UNet, planes: list[_Plane], device: torch.device) -> dict[s
         gen = iter_predict(model, raw, axes=axes, device=device, output="probabilities", name=plane.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                while True:
-                    next(gen)
-            except StopIteration as stop:
-                probs = stop.value
+            probs = run(gen)
         prob = torch.from_numpy(probs)
         target = torch.from_numpy(plane.target)
         weight = torch.from_numpy(plane.weight)
