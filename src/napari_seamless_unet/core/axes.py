@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -78,9 +79,15 @@ def resolve_axes(shape: Sequence[int], axes: str | None, in_channels: int = 1, n
     return axes
 
 
-def plane_axes(axes: str) -> str:
-    """The axes iterated plane by plane (everything but C, Y, X), in image order."""
+def stack_axes(axes: str) -> str:
+    """The axes a stack is iterated over plane by plane (everything but C, Y, X), in image order, e.g. ``"TZ"``."""
     return "".join(a for a in axes if a not in "CYX")
+
+
+def plane_axes(axes: str) -> str:
+    """Deprecated alias of :func:`stack_axes` (the name read as the axes *of* a plane, the opposite)."""
+    warnings.warn("axes.plane_axes is deprecated; use axes.stack_axes", DeprecationWarning, stacklevel=2)
+    return stack_axes(axes)
 
 
 def spatial_axes(axes: str) -> str:
@@ -90,14 +97,14 @@ def spatial_axes(axes: str) -> str:
 
 def iter_planes(shape: Sequence[int], axes: str) -> Iterator[dict[str, int]]:
     """Yield ``{axis: index}`` for every 2D plane, e.g. ``{"T": 0, "Z": 3}``."""
-    loop = plane_axes(axes)
+    loop = stack_axes(axes)
     ranges = [range(shape[axes.index(a)]) for a in loop]
     for combo in itertools.product(*ranges):
         yield dict(zip(loop, combo))
 
 
 def plane_count(shape: Sequence[int], axes: str) -> int:
-    return int(np.prod([shape[axes.index(a)] for a in plane_axes(axes)], dtype=np.int64))
+    return int(np.prod([shape[axes.index(a)] for a in stack_axes(axes)], dtype=np.int64))
 
 
 def image_index(axes: str, plane: dict[str, int], y, x) -> tuple:

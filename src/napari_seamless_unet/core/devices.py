@@ -40,13 +40,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def _available_host_memory() -> int:
-    try:
-        import psutil
+    import psutil
 
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil comes with napari, not with the bare core
-        pages = os.sysconf("SC_AVPHYS_PAGES")
-        return int(pages * os.sysconf("SC_PAGE_SIZE"))
+    return int(psutil.virtual_memory().available)
 
 
 def memory_budget(device: torch.device) -> int:

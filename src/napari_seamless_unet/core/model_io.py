@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.metadata
 import json
 import os
 import pickle
@@ -26,12 +27,18 @@ FORMAT_VERSION = 1
 SUFFIX = ".unet.pt"
 
 
+def _package_version() -> str:
+    # From the installed distribution's metadata, so that the core does not import the package above it.
+    try:
+        return importlib.metadata.version(FORMAT_NAME)
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def _versions() -> dict[str, str]:
     import numpy
 
-    from .. import __version__
-
-    return {"napari-seamless-unet": __version__, "torch": torch.__version__, "numpy": numpy.__version__}
+    return {"napari-seamless-unet": _package_version(), "torch": torch.__version__, "numpy": numpy.__version__}
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:

@@ -14,11 +14,6 @@ import math
 import numpy as np
 from scipy import ndimage
 
-try:  # edt is several times faster than scipy on small crops; scipy is the fallback
-    import edt as _edt
-except ImportError:  # pragma: no cover - edt is a dependency of the training extra
-    _edt = None
-
 
 def distance_cutoff(w0: float = 10.0, sigma: float = 5.0, tolerance: float = 1e-3) -> float:
     """Largest ``d1 + d2`` for which the border term still exceeds ``tolerance`` (absolute weight).
@@ -33,8 +28,6 @@ def distance_cutoff(w0: float = 10.0, sigma: float = 5.0, tolerance: float = 1e-
 
 def _distance(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance of each pixel to the nearest zero of ``mask``."""
-    if _edt is not None:
-        return _edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), black_border=False, parallel=1)
     return ndimage.distance_transform_edt(mask).astype(np.float32)
 
 

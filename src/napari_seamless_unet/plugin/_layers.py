@@ -102,8 +102,8 @@ def plane_index(axes: str, plane: dict[str, int]) -> tuple:
     return ax.image_index(axes, plane, slice(None), slice(None))
 
 
-def plane_axes(axes: str) -> str:
-    """The axes left after selecting one plane."""
+def in_plane_axes(axes: str) -> str:
+    """The axes left after selecting one plane (among C, Y, X), e.g. ``"TZCYX"`` -> ``"CYX"``."""
     return "".join(a for a in axes if a in "CYX")
 
 
@@ -166,7 +166,7 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
             if not _any(lab_plane):
                 continue
             img_plane = data[plane_index(axes, plane)]
-            kept = plane_axes(axes)
+            kept = in_plane_axes(axes)
             if "C" in kept:
                 img_plane = np.moveaxis(np.asarray(img_plane), kept.index("C"), 0)
                 if n_channels == 1:

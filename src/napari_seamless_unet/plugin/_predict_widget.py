@@ -165,9 +165,9 @@ class PredictWidget(JobRunner, QWidget):
         axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
         plane = None
         image, image_axes = data, axes
-        if self.scope.value == "plane" and ax.plane_axes(axes):
+        if self.scope.value == "plane" and ax.stack_axes(axes):
             plane = _layers.current_plane(layer, self.viewer, axes)
-            image, image_axes = data[_layers.plane_index(axes, plane)], _layers.plane_axes(axes)
+            image, image_axes = data[_layers.plane_index(axes, plane)], _layers.in_plane_axes(axes)
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value

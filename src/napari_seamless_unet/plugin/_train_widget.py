@@ -223,7 +223,7 @@ class TrainWidget(JobRunner, QWidget):
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
             preview = _layers.layer_data(image_layer)[_layers.plane_index(axes, plane)]
-            preview_axes = _layers.plane_axes(axes)
+            preview_axes = _layers.in_plane_axes(axes)
             self._preview_target = (image_layer, axes, plane)
         self._image_name = image_layer.name
         job = TrainingJob(
