@@ -217,40 +217,6 @@ def test_automatic_tile_fits_budget_and_covers_image():
     assert tight[0] < tile[0] and estimate_tile_memory(model, tight) <= 600 * 2**20
 
 
-def test_out_of_memory_retries_with_smaller_batches_and_tiles(monkeypatch):
-    from napari_seamless_unet.core import predict as predict_module
-
-    model = tiny()
-    image = np.random.default_rng(7).random((150, 150)).astype(np.float32)
-    expected = predict(model, image, tile_shape=(172, 172), batch_size=1)
-    real_call = predict_module._Runner.__call__
-    seen = []
-
-    def limited(self, batch, output):
-        seen.append(batch.shape)
-        if batch.shape[0] * batch.shape[-1] * batch.shape[-2] > 2 * 76 * 76:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_call(self, batch, output)
-
-    monkeypatch.setattr(predict_module._Runner, "__call__", limited)
-    with pytest.warns(UserWarning, match="out of memory"):
-        result = predict(model, image, tile_shape=(172, 172), batch_size=4)
-    assert seen[0][0] == 4 and (1, 1, 172, 172) in seen  # first fewer tiles a batch ...
-    assert seen[-1][-1] < 172  # ... then smaller tiles
-    np.testing.assert_allclose(result, expected, atol=2e-5)  # smaller tiles: the same stitched answer
-
-
-def test_errors_other_than_out_of_memory_are_not_swallowed(monkeypatch):
-    from napari_seamless_unet.core import predict as predict_module
-
-    def broken(self, batch, output):
-        raise RuntimeError("something else")
-
-    monkeypatch.setattr(predict_module._Runner, "__call__", broken)
-    with pytest.raises(RuntimeError, match="something else"):
-        predict(tiny(), np.zeros((64, 64), np.float32))
-
-
 @pytest.mark.parametrize("block", [7, 16, 1000])
 @pytest.mark.parametrize("min_size", [0, 5])
 def test_blockwise_instance_labels_match_in_memory_labels(block, min_size):

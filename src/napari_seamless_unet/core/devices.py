@@ -105,8 +105,14 @@ def autocast_dtype(
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+# What PyTorch's allocators say when an allocation fails: CUDA and MPS ("out of memory"), the CPU allocator
+# ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."), and the OS ("Cannot allocate memory").
+_OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
 def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is a device out-of-memory error (CUDA or MPS)."""
-    if isinstance(err, torch.cuda.OutOfMemoryError):
+    """Whether ``err`` says that memory ran out, on a GPU or on the CPU (also numpy's ``MemoryError``)."""
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    message = str(err).lower()
+    return isinstance(err, RuntimeError) and any(text in message for text in _OUT_OF_MEMORY_MESSAGES)

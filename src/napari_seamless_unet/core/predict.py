@@ -2,136 +2,31 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import axes as ax
 from . import shapes
-from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_device
-from .errors import InvalidShapeError, UNetInputError
-from .model import UNet, forward_flops
+from .devices import memory_budget, resolve_device
+from .errors import UNetInputError
+from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory, predict_tiles: importable from here)
+    TileRunner,
+    choose_tile_shape,
+    estimate_tile_memory,
+    predict_tiles,
+    shrink_after_oom,
+)
+from .model import UNet
 from .normalization import apply_statistics
 from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground_blockwise, labels_from_classes
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
 OUTPUTS = ("probabilities", "labels")
-
-
-# -- memory and tile choice -----------------------------------------------------------------------------------
-def estimate_tile_memory(model: UNet, tile_shape: Sequence[int], batch_size: int = 1) -> int:
-    """Upper estimate of the bytes one forward pass needs in inference mode (float32 activations).
-
-    In inference mode only the skip connections and a few maps of the current level are alive at once; the
-    largest moment is the first expanding level, where the skip, the up-convolution, their concatenation and
-    the convolution output coexist.
-    """
-    size = [int(s) for s in tile_shape]
-    ch = model.base_channels
-    total = model.in_channels * size[0] * size[1]
-    largest = 0
-    for level in range(model.depth):
-        size = [s - 4 for s in size]
-        pixels = size[0] * size[1]
-        total += ch * 2**level * pixels  # skip kept for the expanding path
-        largest = max(largest, 2 * ch * 2**level * pixels)
-        size = [s // 2 for s in size]
-    # first expanding level (level 0): up-convolution, concatenation and two convs on about the skip's size
-    out = shapes.output_shape(tile_shape, model.depth)
-    level0 = ch * (out[0] + 4) * (out[1] + 4)
-    largest = max(largest, 4 * level0)
-    return int(4 * batch_size * (total + largest) * 1.15)
-
-
-def choose_tile_shape(
-    model: UNet,
-    image_shape: Sequence[int],
-    device: str | torch.device | None = None,
-    memory_budget_bytes: int | None = None,
-) -> tuple[int, int]:
-    """The input tile shape with the least halo waste that fits the memory budget.
-
-    Tiles are never larger than needed to cover the image: an image is split into the fewest tiles per axis
-    that fit, and the tiles are then shrunk to just cover it.
-    """
-    dev = resolve_device(device)
-    budget = memory_budget(dev) if memory_budget_bytes is None else int(memory_budget_bytes)
-    step = 2**model.depth
-    h, w = (int(s) for s in image_shape)
-    best = None
-    for n in range(1, 1 << 16):
-        # Split the longer axis first; keep tiles roughly square for the least halo per output pixel.
-        ny = max(1, math.ceil(h / max(1, math.ceil(max(h, w) / n))))
-        nx = max(1, math.ceil(w / max(1, math.ceil(max(h, w) / n))))
-        stride = (step * math.ceil(h / ny / step), step * math.ceil(w / nx / step))
-        tile = tuple(s + 4 + 2 * model.halo for s in stride)
-        best = tile
-        if estimate_tile_memory(model, tile) <= budget or max(stride) <= step:
-            break
-    return best  # type: ignore[return-value]
-
-
-# -- running the network on a batch of tiles -------------------------------------------------------------------
-@dataclass
-class _Runner:
-    """Runs the network on normalised tile batches on one device, with autocast and channels-last where useful."""
-
-    model: UNet
-    device: torch.device
-    precision: str = "auto"
-    tile_shape: tuple[int, int] | None = None  # what "auto" precision is chosen for
-
-    def __post_init__(self):
-        gflop = forward_flops(self.model, self.tile_shape) / 1e9 if self.tile_shape else None
-        self.dtype = autocast_dtype(self.device, self.precision, gflop)
-        # Channels-last lets oneDNN (CPU) and cuDNN (CUDA) pick their fastest convolution kernels: 1.7x on the
-        # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
-        self.channels_last = self.device.type in ("cuda", "cpu")
-        self.model = self.model.to(self.device).eval()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-
-    def __call__(self, batch: np.ndarray, output: str) -> np.ndarray:
-        tensor = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
-        else:
-            tensor = tensor.to(self.device)
-        if self.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-        with torch.inference_mode(), autocast:
-            logits = self.model(tensor).float()
-            if output == "labels":
-                result = logits.argmax(dim=1).to(torch.uint8 if self.model.num_classes <= 255 else torch.int32)
-            else:
-                result = torch.softmax(logits, dim=1)
-        return result.cpu().numpy()
-
-
-def predict_tiles(
-    model: UNet, tiles: np.ndarray, *, device=None, precision: str = "auto", output: str = "probabilities"
-) -> np.ndarray:
-    """Run the network on a batch of already normalised, mirror-padded input tiles ``(B, C, H, W)``.
-
-    This is the per-tile step; a block-wise engine (dask ``map_overlap`` with ``depth=halo`` and
-    ``boundary="reflect"``) can call it on blocks whose cores are multiples of ``2**depth``.
-    Returns ``(B, num_classes, h, w)`` probabilities or ``(B, h, w)`` class ids.
-    """
-    tiles = np.ascontiguousarray(tiles, dtype=np.float32)
-    if tiles.ndim != 4 or tiles.shape[1] != model.in_channels:
-        raise InvalidShapeError(f"tiles must be (batch, {model.in_channels}, height, width), got {tiles.shape}")
-    shapes.check_input_shape(tiles.shape[-2:], model.depth)
-    return _Runner(model, resolve_device(device), precision, tuple(tiles.shape[-2:]))(tiles, output)
 
 
 # -- the prediction loop -----------------------------------------------------------------------------------------
@@ -158,6 +53,36 @@ def _output_dtype(model: UNet, output: str):
     if model.task == "instances":
         return np.int32
     return np.uint8 if model.num_classes <= 255 else np.int32
+
+
+def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: str = "image") -> None:
+    """Refuse an ``out`` array whose shape or dtype cannot take the result, before any work is done."""
+    if tuple(out.shape) != tuple(expected):
+        raise UNetInputError(
+            f"out has shape {tuple(out.shape)}, expected {tuple(expected)} for the {output} of {name}; create it "
+            f"with that shape (numpy.zeros or zarr.zeros) or leave out=None."
+        )
+    dtype = np.dtype(out.dtype)
+    needed = np.dtype(_output_dtype(model, output))
+    if output == "probabilities":
+        if dtype.kind != "f":
+            raise UNetInputError(
+                f"out has dtype {dtype}, but probabilities are fractions between 0 and 1; create it with dtype "
+                f"float32."
+            )
+        return
+    if model.task == "instances":
+        # The number of objects is unknown before segmenting: only a 32-bit or wider integer is safe.
+        ok = dtype.kind in "iu" and dtype.itemsize >= 4
+        what = "instance ids (one per object, possibly many thousands)"
+    else:
+        ok = dtype.kind in "iu" and np.iinfo(dtype).max >= model.num_classes - 1
+        what = f"class ids 0..{model.num_classes - 1}"
+    if not ok:
+        raise UNetInputError(
+            f"out has dtype {dtype}, which cannot hold {what} without wrapping around; create it with dtype "
+            f"{needed} (e.g. numpy.zeros(shape, dtype='{needed}'))."
+        )
 
 
 def _write(out, output: str, axes: str, plane: dict, tile: Tile, values: np.ndarray) -> None:
@@ -195,8 +120,8 @@ def iter_predict(
     expected = _output_shape(image.shape, axes, output, model.num_classes)
     if out is None:
         out = np.zeros(expected, dtype=_output_dtype(model, output))
-    elif tuple(out.shape) != expected:
-        raise UNetInputError(f"out has shape {tuple(out.shape)}, expected {expected} for {output} of {name}.")
+    else:
+        check_out(out, expected, model, output, name)
 
     dev = resolve_device(device)
     plane_shape = (image.shape[axes.index("Y")], image.shape[axes.index("X")])
@@ -211,10 +136,10 @@ def iter_predict(
     if int(batch_size) < 1:
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
-    was_training = model.training  # restored at the end: a preview during training must not switch off dropout
-    runner = _Runner(model, dev, precision, grid.tile_shape)
+    runner = TileRunner(model, dev, precision, grid.tile_shape)  # a copy: the caller's model is never changed
     planes = list(ax.iter_planes(image.shape, axes))
-    total = len(planes) * len(grid)
+    tiles_per_plane = len(grid)  # progress counts tiles of the first grid, whatever an out-of-memory error changes
+    total = len(planes) * tiles_per_plane
     done = 0
     y_axis, x_axis = axes.index("Y"), axes.index("X")
 
@@ -244,61 +169,32 @@ def iter_predict(
             blocks.append(apply_statistics(block, *stats))
         return np.stack(blocks)
 
-    # Read and normalise the next batch on a worker thread while the network runs on the current one.
-    with ThreadPoolExecutor(max_workers=1) as reader, _restore_mode(model, was_training):
+    # Read and normalise the next batch on a worker thread while the network runs on the current one. After an
+    # out-of-memory error the smaller batch or tile is kept for the planes that follow.
+    batch_size = int(batch_size)
+    with ThreadPoolExecutor(max_workers=1) as reader:
         for plane in planes:
             stats = plane_statistics(plane)  # read by load() on the reader thread
-            plane_grid, plane_batch = grid, int(batch_size)
             while True:
                 try:
-                    tiles = list(plane_grid)
-                    batches = [tiles[i : i + plane_batch] for i in range(0, len(tiles), plane_batch)]
-                    pending = reader.submit(load, plane, batches[0], plane_grid)
+                    tiles = list(grid)
+                    batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+                    pending = reader.submit(load, plane, batches[0], grid)
                     plane_done = 0
                     for k, batch_tiles in enumerate(batches):
                         batch = pending.result()
                         if k + 1 < len(batches):
-                            pending = reader.submit(load, plane, batches[k + 1], plane_grid)
+                            pending = reader.submit(load, plane, batches[k + 1], grid)
                         values = runner(batch, output)
                         for tile, value in zip(batch_tiles, values):
                             _write(out, output, axes, plane, tile, value)
                         plane_done += len(batch_tiles)
-                        yield Progress(done + plane_done * len(grid) // len(plane_grid), total, "predict")
+                        yield Progress(done + plane_done * tiles_per_plane // len(grid), total, "predict")
                     break
-                except Exception as err:
-                    if not is_out_of_memory(err):
-                        raise
-                    plane_grid, plane_batch, runner = _shrink_after_oom(model, plane_grid, plane_batch, runner, err)
-            done += len(grid)
+                except (RuntimeError, MemoryError) as err:
+                    grid, batch_size, runner = shrink_after_oom(model, grid, batch_size, runner, err)
+            done += tiles_per_plane
     return out
-
-
-@contextmanager
-def _restore_mode(model: UNet, training: bool):
-    try:
-        yield
-    finally:
-        model.train(training)
-
-
-def _shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: _Runner, err: BaseException):
-    """Smaller batch, then smaller tiles, then the CPU, with a warning each time."""
-    if runner.device.type == "cuda":
-        torch.cuda.empty_cache()
-    if batch > 1:
-        warnings.warn(f"out of memory with {batch} tiles a batch; retrying with {batch // 2}", stacklevel=3)
-        return grid, batch // 2, runner
-    step = 2**model.depth
-    smaller = tuple(max(step, (s // 2) // step * step) for s in grid.stride)
-    if smaller != grid.stride:
-        warnings.warn(f"out of memory with tiles of {grid.tile_shape}; retrying with smaller tiles", stacklevel=3)
-        return TileGrid.for_stride(grid.image_shape, smaller, model.depth), 1, runner
-    if runner.device.type != "cpu":
-        warnings.warn(
-            f"out of memory on {runner.device} even with the smallest tiles; continuing on the CPU", stacklevel=3
-        )
-        return grid, 1, _Runner(model, torch.device("cpu"), runner.precision, grid.tile_shape)
-    raise err
 
 
 def predict(

@@ -1,0 +1,192 @@
+"""Running the network on batches of tiles: memory estimates, the tile choice, the device runner, out-of-memory.
+
+The runner never changes the caller's network: it runs a copy moved to the prediction device (and to
+channels-last where that is faster), so a model keeps its device, dtype, memory format, mode and parameters,
+and torch's global flags are set only for the duration of one forward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from . import shapes
+from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_device
+from .errors import InvalidShapeError
+from .model import UNet, forward_flops
+from .tiling import TileGrid
+
+
+# -- memory and tile choice -----------------------------------------------------------------------------------
+def estimate_tile_memory(model: UNet, tile_shape: Sequence[int], batch_size: int = 1) -> int:
+    """Upper estimate of the bytes one forward pass needs in inference mode (float32 activations).
+
+    In inference mode only the skip connections and a few maps of the current level are alive at once; the
+    largest moment is the first expanding level, where the skip, the up-convolution, their concatenation and
+    the convolution output coexist.
+    """
+    size = [int(s) for s in tile_shape]
+    ch = model.base_channels
+    total = model.in_channels * size[0] * size[1]
+    largest = 0
+    for level in range(model.depth):
+        size = [s - 4 for s in size]
+        pixels = size[0] * size[1]
+        total += ch * 2**level * pixels  # skip kept for the expanding path
+        largest = max(largest, 2 * ch * 2**level * pixels)
+        size = [s // 2 for s in size]
+    # first expanding level (level 0): up-convolution, concatenation and two convs on about the skip's size
+    out = shapes.output_shape(tile_shape, model.depth)
+    level0 = ch * (out[0] + 4) * (out[1] + 4)
+    largest = max(largest, 4 * level0)
+    return int(4 * batch_size * (total + largest) * 1.15)
+
+
+def choose_tile_shape(
+    model: UNet,
+    image_shape: Sequence[int],
+    device: str | torch.device | None = None,
+    memory_budget_bytes: int | None = None,
+) -> tuple[int, int]:
+    """The input tile shape with the least halo waste that fits the memory budget.
+
+    Tiles are never larger than needed to cover the image: an image is split into the fewest tiles per axis
+    that fit, and the tiles are then shrunk to just cover it.
+    """
+    dev = resolve_device(device)
+    budget = memory_budget(dev) if memory_budget_bytes is None else int(memory_budget_bytes)
+    step = 2**model.depth
+    h, w = (int(s) for s in image_shape)
+    best = None
+    for n in range(1, 1 << 16):
+        # Split the longer axis first; keep tiles roughly square for the least halo per output pixel.
+        ny = max(1, math.ceil(h / max(1, math.ceil(max(h, w) / n))))
+        nx = max(1, math.ceil(w / max(1, math.ceil(max(h, w) / n))))
+        stride = (step * math.ceil(h / ny / step), step * math.ceil(w / nx / step))
+        tile = tuple(s + 4 + 2 * model.halo for s in stride)
+        best = tile
+        if estimate_tile_memory(model, tile) <= budget or max(stride) <= step:
+            break
+    return best  # type: ignore[return-value]
+
+
+# -- running the network on a batch of tiles -------------------------------------------------------------------
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """cuDNN's kernel autotuner for one forward pass; the global flag is put back afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(
+        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
+    ):
+        yield
+
+
+class TileRunner:
+    """Runs a copy of the network on normalised tile batches on one device, with autocast and channels-last.
+
+    Parameters
+    ----------
+    model : UNet
+        The network; it is copied, never moved or converted.
+    device : torch.device
+        Where the copy runs.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast precision (see :func:`~napari_seamless_unet.core.devices.autocast_dtype`).
+    tile_shape : (int, int), optional
+        The tile the ``auto`` precision is chosen for.
+    """
+
+    def __init__(self, model: UNet, device: torch.device, precision: str = "auto", tile_shape=None):
+        self.model = model
+        self.device = device
+        self.precision = precision
+        gflop = forward_flops(model, tile_shape) / 1e9 if tile_shape else None
+        self.dtype = autocast_dtype(device, precision, gflop)
+        # Channels-last lets oneDNN (CPU) and cuDNN (CUDA) pick their fastest convolution kernels: 1.7x on the
+        # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
+        self.channels_last = device.type in ("cuda", "cpu")
+        self.network = _device_copy(model, device, self.channels_last)
+
+    def __call__(self, batch: np.ndarray, output: str) -> np.ndarray:
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast, _cudnn_autotune(self.device):
+            logits = self.network(tensor).float()
+            if output == "labels":
+                result = logits.argmax(dim=1).to(torch.uint8 if self.model.num_classes <= 255 else torch.int32)
+            else:
+                result = torch.softmax(logits, dim=1)
+        return result.cpu().numpy()
+
+
+def _device_copy(model: UNet, device: torch.device, channels_last: bool) -> UNet:
+    """An eval-mode float32 copy of ``model`` on ``device``; ``model`` itself is left exactly as it is."""
+    with torch.no_grad():
+        clone = copy.deepcopy(model).to(device=device, dtype=torch.float32)
+    if channels_last:
+        clone = clone.to(memory_format=torch.channels_last)
+    return clone.eval().requires_grad_(False)
+
+
+def predict_tiles(
+    model: UNet, tiles: np.ndarray, *, device=None, precision: str = "auto", output: str = "probabilities"
+) -> np.ndarray:
+    """Run the network on a batch of already normalised, mirror-padded input tiles ``(B, C, H, W)``.
+
+    This is the per-tile step; a block-wise engine (dask ``map_overlap`` with ``depth=halo`` and
+    ``boundary="reflect"``) can call it on blocks whose cores are multiples of ``2**depth``.
+    Returns ``(B, num_classes, h, w)`` probabilities or ``(B, h, w)`` class ids.
+    """
+    tiles = np.ascontiguousarray(tiles, dtype=np.float32)
+    if tiles.ndim != 4 or tiles.shape[1] != model.in_channels:
+        raise InvalidShapeError(f"tiles must be (batch, {model.in_channels}, height, width), got {tiles.shape}")
+    shapes.check_input_shape(tiles.shape[-2:], model.depth)
+    return TileRunner(model, resolve_device(device), precision, tuple(tiles.shape[-2:]))(tiles, output)
+
+
+# -- out of memory ---------------------------------------------------------------------------------------------
+def shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: TileRunner, err: BaseException):
+    """After an out-of-memory error: a smaller batch, then smaller tiles, then the CPU, with a warning each time.
+
+    Returns ``(grid, batch, runner)`` to go on with, or raises ``err`` when nothing smaller is left. Smaller
+    tiles give the same result: tiles stitch exactly whatever their size.
+    """
+    if not is_out_of_memory(err):
+        raise err
+    if runner.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if batch > 1:
+        warnings.warn(f"out of memory with {batch} tiles a batch; retrying with {batch // 2}", stacklevel=3)
+        return grid, batch // 2, runner
+    step = 2**model.depth
+    smaller = tuple(max(step, (s // 2) // step * step) for s in grid.stride)
+    if smaller != grid.stride:
+        smaller_grid = TileGrid.for_stride(grid.image_shape, smaller, model.depth)
+        warnings.warn(
+            f"out of memory with tiles of {grid.tile_shape}; retrying with tiles of {smaller_grid.tile_shape}",
+            stacklevel=3,
+        )
+        return smaller_grid, 1, runner
+    if runner.device.type != "cpu":
+        warnings.warn(
+            f"out of memory on {runner.device} even with the smallest tiles; continuing on the CPU", stacklevel=3
+        )
+        return grid, 1, TileRunner(model, torch.device("cpu"), runner.precision, grid.tile_shape)
+    raise err
