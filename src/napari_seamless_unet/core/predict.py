@@ -67,8 +67,7 @@ def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: st
     if output == "probabilities":
         if dtype.kind != "f":
             raise UNetInputError(
-                f"out has dtype {dtype}, but probabilities are fractions between 0 and 1; create it with dtype "
-                f"float32."
+                f"out has dtype {dtype}, but probabilities are fractions between 0 and 1; create it with dtype float32."
             )
         return
     if model.task == "instances":
