@@ -84,8 +84,9 @@ def autocast_dtype(
 ) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or ``None`` for plain float32.
 
-    ``auto`` means bf16 on CUDA devices that support it, and on CPUs that compute bf16 natively when one forward
-    pass (``tile_gflop``, in GFLOP) is large enough to be compute-bound; fp32 elsewhere. bf16 labels agreed
+    ``auto`` means, on CUDA, what the device itself runs natively (:func:`cuda_fast_dtype`: bf16 from Ampere on,
+    fp16 on Volta/Turing, where training adds a gradient scaler); on CPUs that compute bf16 natively, bf16 when one
+    forward pass (``tile_gflop``, in GFLOP) is large enough to be compute-bound; fp32 elsewhere. bf16 labels agreed
     with fp32 on 99.97% of the pixels of a trained model (benchmarks/README.md).
     """
     if precision not in PRECISIONS:
@@ -93,8 +94,8 @@ def autocast_dtype(
     if precision == "fp32":
         return None
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
+        if device.type == "cuda":
+            return cuda_fast_dtype(device)
         big = tile_gflop is not None and tile_gflop >= CPU_BF16_MIN_TILE_GFLOP
         if device.type == "cpu" and big and cpu_has_native_bf16():
             return torch.bfloat16
@@ -108,6 +109,20 @@ def autocast_dtype(
 # What PyTorch's allocators say when an allocation fails: CUDA and MPS ("out of memory"), the CPU allocator
 # ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."), and the OS ("Cannot allocate memory").
 _OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
+def cuda_fast_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision that ``device`` (not the default GPU) computes natively on its tensor cores.
+
+    bf16 from compute capability 8.0 (Ampere) on; fp16 on Volta and Turing (7.x), where bf16 is only emulated
+    (``torch.cuda.is_bf16_supported()`` says yes there too, but it is slower than fp32); float32 on older GPUs.
+    """
+    major, _ = torch.cuda.get_device_capability(device)
+    if major >= 8:
+        return torch.bfloat16
+    if major == 7:
+        return torch.float16
+    return None
 
 
 def is_out_of_memory(err: BaseException) -> bool:

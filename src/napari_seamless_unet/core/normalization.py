@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -93,12 +94,39 @@ class Normalization:
             )
         if self.mode == "percentile":
             lo, hi = np.percentile(sample, [self.low, self.high], axis=1)
+            lo, hi = _sparse_fallback(sample, lo, hi, self.low, self.high)
         else:
             lo, hi = sample.min(axis=1), sample.max(axis=1)
         span = hi - lo
         # A constant channel carries no information: map it to 0 instead of dividing by zero.
         scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0)
         return lo.astype(np.float32), scale.astype(np.float32)
+
+
+def _sparse_fallback(sample: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: float, high: float):
+    """Keep a sparse channel (mostly one value, a few bright objects) from collapsing to a constant.
+
+    When both percentiles fall on the background value, the upper one is taken among the pixels above it instead:
+    still robust to a few hot pixels, and the objects keep their contrast.
+    """
+    lo, hi = lo.copy(), hi.copy()
+    for c in range(sample.shape[0]):
+        if hi[c] > lo[c]:
+            continue
+        above = sample[c][sample[c] > lo[c]]
+        if above.size == 0:
+            continue  # truly constant
+        new_hi = float(np.percentile(above, high))
+        if new_hi <= lo[c]:
+            new_hi = float(above.max())
+        warnings.warn(
+            f"channel {c} is almost all one value ({lo[c]:g}): its {low:g} and {high:g} percentiles are equal, so "
+            f"it is scaled from {lo[c]:g} to the {high:g} percentile of its other pixels ({new_hi:g}) instead.",
+            UserWarning,
+            stacklevel=4,
+        )
+        hi[c] = new_hi
+    return lo, hi
 
 
 def apply_statistics(tile: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
