@@ -1,12 +1,37 @@
-"""The names that moved out of the cli module still work, with a warning."""
+"""``--help`` imports neither torch nor napari; the names that moved out of the cli module still work, with a warning."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
 import napari_seamless_unet.cli as cli
+
+
+def _imported_modules(*argv: str) -> set[str]:
+    """Top-level names of every module that ``python -m napari_seamless_unet ARGV`` imports."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "napari_seamless_unet", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: seamless-unet" in done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:") and "|" in line]
+    assert lines, done.stderr
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["segment", "--help"], ["demo", "--help"]])
+def test_help_imports_neither_torch_nor_napari(argv):
+    modules = _imported_modules(*argv)
+    assert "napari_seamless_unet" in modules
+    assert not modules & {"torch", "napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"}
 
 
 @pytest.mark.parametrize(
