@@ -23,13 +23,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
-def one_line(message: object) -> str:
-    return " ".join(str(message).split())
-
-
 def fail(message: object, status: int = 1) -> int:
     """Print ``seamless-unet: error: <message>`` as one line on stderr; returns ``status``."""
-    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    one_line = " ".join(str(message).split())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
     return status
 
 
