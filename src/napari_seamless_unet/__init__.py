@@ -3,22 +3,53 @@
 The public API is the pure compute core (numpy + torch; importing it imports neither napari nor Qt)::
 
     from napari_seamless_unet import UNet, TrainConfig, train, predict, segment, save_model, load_model
+
+The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
+``--help`` do not import torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 try:
     from ._version import __version__
 except ImportError:  # pragma: no cover - running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
-from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
-from .core.model import UNet
-from .core.model_io import load_model, save_model
-from .core.normalization import Normalization
-from .core.predict import choose_tile_shape, iter_predict, iter_segment, predict, segment
-from .core.shapes import halo, output_shape, valid_input_shape
-from .core.train import TrainConfig, TrainResult, iter_train, train
+if TYPE_CHECKING:
+    from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
+    from .core.model import UNet
+    from .core.model_io import load_model, save_model
+    from .core.normalization import Normalization
+    from .core.predict import choose_tile_shape, iter_predict, iter_segment, predict, segment
+    from .core.shapes import halo, output_shape, valid_input_shape
+    from .core.train import TrainConfig, TrainResult, iter_train, train
+
+# public name -> the module (relative to this package) that defines it
+_LAZY = {
+    "Cancelled": ".core.errors",
+    "InvalidShapeError": ".core.errors",
+    "ModelFileError": ".core.errors",
+    "UNetInputError": ".core.errors",
+    "UNet": ".core.model",
+    "load_model": ".core.model_io",
+    "save_model": ".core.model_io",
+    "Normalization": ".core.normalization",
+    "choose_tile_shape": ".core.predict",
+    "iter_predict": ".core.predict",
+    "iter_segment": ".core.predict",
+    "predict": ".core.predict",
+    "segment": ".core.predict",
+    "halo": ".core.shapes",
+    "output_shape": ".core.shapes",
+    "valid_input_shape": ".core.shapes",
+    "TrainConfig": ".core.train",
+    "TrainResult": ".core.train",
+    "iter_train": ".core.train",
+    "train": ".core.train",
+}
 
 __all__ = [
     "Cancelled",
@@ -43,3 +74,15 @@ __all__ = [
     "train",
     "valid_input_shape",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,7 +13,7 @@ import torch
 import zarr
 
 from napari_seamless_unet import UNet, load_model, predict, save_model, segment
-from napari_seamless_unet.cli import _axes_from_letters, main, match_instances, open_image, pair_images_and_labels
+from napari_seamless_unet.cli import main
 
 
 def run_main(capsys, *argv):
@@ -254,47 +254,3 @@ def test_real_subprocess(tmp_path, discs, instance_model):
         [sys.executable, "-m", "napari_seamless_unet", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.startswith("seamless-unet 0.")
-
-
-def test_pairing_by_stem_and_by_order(tmp_path):
-    names = ["b.tif", "a.tif", "c.tif"]
-    images = [tmp_path / n for n in names]
-    labels = [tmp_path / "lab" / n for n in ("a_labels.tif", "c-mask.tif", "b.tif")]
-    pairs = pair_images_and_labels(sorted(images), sorted(labels))
-    assert [(i.name, la.name) for i, la in pairs] == [
-        ("a.tif", "a_labels.tif"),
-        ("b.tif", "b.tif"),
-        ("c.tif", "c-mask.tif"),
-    ]
-    by_order = pair_images_and_labels(
-        [tmp_path / "x1.tif", tmp_path / "x2.tif"], [tmp_path / "m1.tif", tmp_path / "m2.tif"]
-    )
-    assert [(i.name, la.name) for i, la in by_order] == [("x1.tif", "m1.tif"), ("x2.tif", "m2.tif")]
-    with pytest.raises(ValueError, match="matches"):
-        pair_images_and_labels([tmp_path / "x1.tif"], [tmp_path / "m1.tif", tmp_path / "m2.tif"])
-
-
-def test_tiff_axes_are_read_from_the_file(tmp_path):
-    path = tmp_path / "hyper.tif"
-    tifffile.imwrite(path, np.zeros((3, 2, 40, 50), np.uint16), imagej=True, metadata={"axes": "TCYX"})
-    data, axes = open_image(path)
-    assert data.shape == (3, 2, 40, 50) and axes == "TCYX"
-    assert isinstance(data, np.memmap)  # uncompressed: mapped, not read
-    compressed = tmp_path / "compressed.tif"
-    tifffile.imwrite(compressed, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80), compression="zlib", tile=(32, 32))
-    data, axes = open_image(compressed)
-    assert isinstance(data, zarr.Array) and axes == "YX"  # decoded tile by tile when read
-    np.testing.assert_array_equal(data[10:40, 5:70], tifffile.imread(compressed)[10:40, 5:70])
-    assert _axes_from_letters("IYX", 3) is None  # an unnamed sequence: left to the shape and the model
-    assert _axes_from_letters("YXS", 3) == "YXC"
-
-
-def test_match_instances_counts():
-    truth = np.zeros((20, 20), int)
-    truth[2:8, 2:8], truth[10:18, 10:18] = 1, 2
-    pred = np.zeros_like(truth)
-    pred[2:8, 2:7], pred[0:2, 15:20] = 5, 7
-    score = match_instances(pred, truth)
-    assert score["matched"] == 1 and score["true"] == 2 and score["predicted"] == 2
-    assert score["f1"] == pytest.approx(0.5)
-    assert match_instances(truth, truth)["f1"] == 1.0

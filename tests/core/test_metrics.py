@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_seamless_unet.core.metrics import average_precision, instance_iou_matrix, iou_per_class
+from napari_seamless_unet.core.metrics import average_precision, instance_iou_matrix, iou_per_class, match_instances
 
 
 def test_iou_per_class():
@@ -37,3 +37,18 @@ def test_average_precision_matching():
     assert average_precision(target, target) == 1.0
     assert average_precision(np.zeros_like(target), target) == 0.0
     assert average_precision(np.zeros_like(target), np.zeros_like(target)) == 1.0
+
+
+def test_match_instances_counts():
+    truth = np.zeros((20, 20), int)
+    truth[2:8, 2:8], truth[10:18, 10:18] = 1, 2
+    pred = np.zeros_like(truth)
+    pred[2:8, 2:7], pred[0:2, 15:20] = 5, 7
+    score = match_instances(pred, truth)
+    assert score["matched"] == 1 and score["true"] == 2 and score["predicted"] == 2
+    assert score["f1"] == pytest.approx(0.5)
+    assert score["foreground_iou"] == pytest.approx(30 / (36 + 64 + 10))
+    assert match_instances(truth, truth)["f1"] == 1.0
+    empty = np.zeros_like(truth)
+    assert match_instances(empty, empty) == {"foreground_iou": 1.0, "matched": 0, "predicted": 0, "true": 0, "f1": 1.0}
+    assert match_instances(empty, truth)["f1"] == 0.0 and match_instances(empty, truth)["foreground_iou"] == 0.0

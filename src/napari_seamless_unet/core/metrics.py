@@ -1,4 +1,4 @@
-"""Validation metrics: IoU per class and object-level average precision by IoU matching."""
+"""Validation metrics: IoU per class, and objects matched by IoU (average precision, F1)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def instance_iou_matrix(prediction: np.ndarray, target: np.ndarray) -> np.ndarra
     return inter / np.maximum(union, 1)
 
 
+def _count_matches(iou: np.ndarray, threshold: float) -> int:
+    """Number of (target, predicted) object pairs matched one to one at IoU > ``threshold``."""
+    if threshold >= 0.5:  # a match is unique: two objects cannot both overlap one other object by more than half
+        return int((iou > threshold).sum())
+    else:  # pragma: no cover - lower thresholds need an optimal assignment
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-iou)
+        return int((iou[rows, cols] > threshold).sum())
+
+
 def average_precision(prediction: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
     """Object-level ``TP / (TP + FP + FN)`` with objects matched at IoU > ``threshold``.
 
@@ -61,11 +72,35 @@ def average_precision(prediction: np.ndarray, target: np.ndarray, threshold: flo
     n_true, n_pred = iou.shape
     if n_true == 0 and n_pred == 0:
         return 1.0
-    if threshold >= 0.5:
-        tp = int((iou > threshold).sum())
-    else:  # pragma: no cover - lower thresholds need an optimal assignment
-        from scipy.optimize import linear_sum_assignment
-
-        rows, cols = linear_sum_assignment(-iou)
-        tp = int((iou[rows, cols] > threshold).sum())
+    tp = _count_matches(iou, threshold)
     return tp / (n_true + n_pred - tp)
+
+
+def match_instances(prediction: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Compare an instance label image with the ground truth: foreground IoU and objects matched by IoU.
+
+    Parameters
+    ----------
+    prediction, target : int arrays of the same shape
+        Instance labels (0 = background, each positive id one object).
+    threshold : float
+        Objects match when their IoU is above this.
+
+    Returns
+    -------
+    dict
+        ``foreground_iou`` (IoU of the foregrounds, 1 when both are empty), ``matched`` (objects matched),
+        ``predicted`` and ``true`` (object counts) and ``f1`` (``2 matched / (predicted + true)``, 1 when both
+        are empty).
+    """
+    foreground = iou_per_class(np.asarray(prediction) > 0, np.asarray(target) > 0, 2)[1]
+    iou = instance_iou_matrix(prediction, target)
+    n_true, n_pred = iou.shape
+    matched = _count_matches(iou, threshold)
+    return {
+        "foreground_iou": 1.0 if np.isnan(foreground) else float(foreground),
+        "matched": matched,
+        "predicted": n_pred,
+        "true": n_true,
+        "f1": 2 * matched / (n_pred + n_true) if n_pred + n_true else 1.0,
+    }

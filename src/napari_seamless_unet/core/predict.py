@@ -42,17 +42,28 @@ def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     return axes
 
 
-def _output_shape(image_shape, axes: str, output: str, num_classes: int) -> tuple[int, ...]:
-    spatial = tuple(n for n, a in zip(image_shape, axes) if a != "C")
-    return (num_classes, *spatial) if output == "probabilities" else spatial
+def output_layout(
+    model: UNet, image_shape: Sequence[int], axes: str | None = None, output: str = "probabilities"
+) -> tuple[tuple[int, ...], str]:
+    """Shape and axes of what :func:`predict` (``output="probabilities"``) or :func:`segment` (``"labels"``) returns.
 
-
-def _output_dtype(model: UNet, output: str):
+    The result has the image's axes without C; probabilities put the classes first, on a new axis C.
+    Returns ``(shape, axes)``, e.g. ``((2, 5, 512, 512), "CZYX")`` for probabilities of a ZYX stack.
+    """
+    resolved = ax.resolve_axes(image_shape, axes, model.in_channels)
+    spatial = tuple(int(n) for n, a in zip(image_shape, resolved) if a != "C")
     if output == "probabilities":
-        return np.float32
+        return (model.num_classes, *spatial), "C" + ax.spatial_axes(resolved)
+    return spatial, ax.spatial_axes(resolved)
+
+
+def output_dtype(model: UNet, output: str = "probabilities") -> np.dtype:
+    """The dtype of :func:`predict`'s (float32) or :func:`segment`'s result (int32 instances, uint8 classes)."""
+    if output == "probabilities":
+        return np.dtype(np.float32)
     if model.task == "instances":
-        return np.int32
-    return np.uint8 if model.num_classes <= 255 else np.int32
+        return np.dtype(np.int32)
+    return np.dtype(np.uint8 if model.num_classes <= 255 else np.int32)
 
 
 def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: str = "image") -> None:
@@ -63,7 +74,7 @@ def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: st
             f"with that shape (numpy.zeros or zarr.zeros) or leave out=None."
         )
     dtype = np.dtype(out.dtype)
-    needed = np.dtype(_output_dtype(model, output))
+    needed = output_dtype(model, output)
     if output == "probabilities":
         if dtype.kind != "f":
             raise UNetInputError(
@@ -116,9 +127,9 @@ def iter_predict(
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     image = _as_array(image)
     axes = _check_image(model, image, axes, name)
-    expected = _output_shape(image.shape, axes, output, model.num_classes)
+    expected, _ = output_layout(model, image.shape, axes, output)
     if out is None:
-        out = np.zeros(expected, dtype=_output_dtype(model, output))
+        out = np.zeros(expected, dtype=output_dtype(model, output))
     else:
         check_out(out, expected, model, output, name)
 
@@ -263,9 +274,8 @@ def predict(
 
 def allocate_output(model: UNet, image, *, axes: str | None = None, output: str = "probabilities") -> np.ndarray:
     """A zero-filled numpy array of the shape and dtype that :func:`predict` or :func:`segment` returns."""
-    image = _as_array(image)
-    resolved = ax.resolve_axes(image.shape, axes, model.in_channels)
-    return np.zeros(_output_shape(image.shape, resolved, output, model.num_classes), dtype=_output_dtype(model, output))
+    shape, _ = output_layout(model, _as_array(image).shape, axes, output)
+    return np.zeros(shape, dtype=output_dtype(model, output))
 
 
 def segment(

@@ -1,0 +1,105 @@
+"""``seamless-unet info``: show what a model file holds, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``info`` command to ``subparsers``."""
+    info = subparsers.add_parser(
+        "info",
+        help="show what a model file holds",
+        description="Show architecture, task, classes, normalisation, training settings, "
+        "training history and versions stored in a model file.",
+    )
+    info.add_argument("model", help="model file (.unet.pt)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    """Print the description of ``args.model``."""
+    info = describe_model(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(format_info(info))
+    return 0
+
+
+def describe_model(path: str) -> dict[str, Any]:
+    """What the model file at ``path`` holds, read without building the network."""
+    from ..core import shapes
+    from ..core.model_io import read_model_file
+
+    payload = read_model_file(path)
+    config, meta = payload["config"], payload["metadata"]
+    params = sum(int(t.numel()) for t in payload["state_dict"].values() if hasattr(t, "numel"))
+    depth = int(config.get("depth", 4))
+    tile = shapes.min_input_size(depth) + 2**depth * 4
+    return {
+        "file": str(path),
+        "file_size_bytes": Path(path).stat().st_size,
+        "format": f"{payload['format']} v{payload['format_version']}",
+        "architecture": {
+            "in_channels": config.get("in_channels"),
+            "num_classes": config.get("num_classes"),
+            "base_channels": config.get("base_channels"),
+            "depth": depth,
+            "dropout": config.get("dropout"),
+            "parameters": params,
+            "halo": shapes.halo(depth),
+            "example_tile": [tile, shapes.output_size(tile, depth)],
+        },
+        "task": config.get("task"),
+        "classes": config.get("class_names"),
+        "normalization": config.get("normalization"),
+        "axes": (meta.get("train_config") or {}).get("axes") or meta.get("axes"),
+        "train_config": meta.get("train_config"),
+        "history": meta.get("history"),
+        "versions": meta.get("versions"),
+        "created": meta.get("created"),
+        "resumable": "training_state" in payload,
+        "other_metadata": {
+            k: v for k, v in meta.items() if k not in ("train_config", "history", "versions", "created", "axes")
+        },
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The text form of :func:`describe_model`'s dict."""
+    from .train import history_summary
+
+    arch = info["architecture"]
+    norm = info["normalization"] or {}
+    if norm.get("mode") == "percentile":
+        norm_text = f"percentile {norm.get('low')} - {norm.get('high')} per channel mapped to 0 - 1"
+    else:
+        norm_text = str(norm.get("mode", "unknown"))
+    tile_in, tile_out = arch["example_tile"]
+    lines = [
+        f"model file:     {info['file']} ({info['file_size_bytes'] / 2**20:.1f} MiB, {info['format']})",
+        f"architecture:   U-Net, depth {arch['depth']}, {arch['base_channels']} base channels, "
+        f"{arch['in_channels']} input channel(s), {arch['num_classes']} classes, dropout {arch['dropout']}, "
+        f"{arch['parameters']:,} parameters",
+        f"tiles:          halo {arch['halo']} px per side; e.g. a {tile_in} x {tile_in} input tile gives "
+        f"{tile_out} x {tile_out} output pixels",
+        f"task:           {info['task']}",
+        f"classes:        {', '.join(map(str, info['classes'] or []))}",
+        f"normalisation:  {norm_text}",
+        f"axes:           {info['axes'] or 'inferred from each image (YX, ZYX, CYX, ...)'}",
+        f"created:        {info['created'] or 'unknown'}",
+        f"resumable:      {'yes (optimizer state included)' if info['resumable'] else 'no'}",
+    ]
+    train_config = info["train_config"]
+    if train_config:
+        shown = ", ".join(f"{k}={v}" for k, v in train_config.items() if not isinstance(v, (dict, list)))
+        lines.append(f"training:       {shown}")
+    history_lines = history_summary(info["history"])
+    lines += [f"history:        {line}" for line in history_lines] or ["history:        none recorded"]
+    versions = info["versions"] or {}
+    lines.append(f"versions:       {', '.join(f'{k} {v}' for k, v in versions.items()) or 'unknown'}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""``seamless-unet predict`` and ``segment``: run a model on image files tile by tile and write the results."""
+
+from __future__ import annotations
+
+from ._common import ProgressBar, add_run_options, axes_letters, check_device, positive_int, tile_size
+
+#: command -> (help, what it writes, the ``output`` of the core's prediction)
+COMMANDS = {
+    "predict": (
+        "write class probabilities of images",
+        "probabilities (float32, one channel per class)",
+        "probabilities",
+    ),
+    "segment": (
+        "write label images (instances or classes)",
+        "labels (objects 1, 2, ... or class ids)",
+        "labels",
+    ),
+}
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``predict`` and ``segment`` commands to ``subparsers``."""
+    for name, (help_text, what, output) in COMMANDS.items():
+        sub = subparsers.add_parser(
+            name, help=help_text, description=f"Run a model on images tile by tile and write {what}."
+        )
+        sub.add_argument("model", help="model file (.unet.pt)")
+        sub.add_argument("inputs", nargs="+", help="image files (TIFF, zarr, npy) or folders of them")
+        sub.add_argument(
+            "-o",
+            "--output",
+            default=None,
+            help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, "
+            f"named <name>_{output}.tif)",
+        )
+        sub.add_argument(
+            "--format",
+            choices=("tif", "zarr"),
+            default=None,
+            help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
+        )
+        sub.add_argument(
+            "--tile-size",
+            type=tile_size,
+            default=None,
+            metavar="SIZE",
+            help="input tile size, e.g. 572 or 572x700 (a valid size; default: largest that fits)",
+        )
+        sub.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
+        sub.add_argument(
+            "--axes",
+            type=axes_letters,
+            default=None,
+            help="axes of the input, e.g. YX, ZYX, TZCYX (default: from the file or the shape)",
+        )
+        sub.add_argument(
+            "--precision",
+            choices=("auto", "fp32", "bf16", "fp16"),
+            default="auto",
+            help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
+        )
+        if name == "segment":
+            sub.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
+        add_run_options(sub)
+        sub.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    """Predict or segment every input (``args.command``), writing TIFFs whole and zarr outputs tile by tile."""
+    import numpy as np
+
+    from ..core import shapes
+    from ..core.model_io import load_model
+    from ..core.predict import output_dtype, output_layout, predict, segment
+    from ..io import create_zarr_output, list_images, open_image, output_paths, write_tiff
+
+    output = COMMANDS[args.command][2]
+    check_device(args.device)
+    model = load_model(args.model, device="cpu")
+    if args.tile_size is not None:
+        shapes.check_input_shape(args.tile_size, model.depth, what="tile")
+    inputs = [p for path in args.inputs for p in list_images(path)]
+    for src, dst in zip(inputs, output_paths(inputs, args.output, output, args.format)):
+        image, file_axes = open_image(src)
+        axes = args.axes or file_axes
+        shape, out_axes = output_layout(model, image.shape, axes, output)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        to_zarr = dst.suffix.lower() == ".zarr"
+        out = None
+        if to_zarr:
+            attrs = {"source": str(src), "model": str(args.model), "output": output}
+            out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
+        kwargs = {
+            "axes": axes,
+            "tile_shape": args.tile_size,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "precision": args.precision,
+            "out": out,
+        }
+        with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
+            if output == "labels":
+                result = segment(model, image, min_size=args.min_size, progress=bar, **kwargs)
+            else:
+                result = predict(model, image, progress=bar, **kwargs)
+        if not to_zarr:
+            write_tiff(dst, result, out_axes)
+        found = ""
+        if output == "labels" and model.task == "instances" and not to_zarr:
+            found = f", {len(np.unique(result)) - (1 if np.any(result == 0) else 0)} objects"
+        if not args.quiet:
+            print(f"{src} -> {dst} ({output} {'x'.join(map(str, shape))} {out_axes}{found})")
+    return 0

@@ -1,0 +1,241 @@
+"""``seamless-unet train``: train a U-Net on image files and their label files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..core.errors import Cancelled, UNetInputError
+from ..core.presets import NETWORK_PRESETS
+from ._common import (
+    EXIT_INTERRUPTED,
+    PROG,
+    ProgressBar,
+    StopOnCtrlC,
+    add_run_options,
+    axes_letters,
+    check_device,
+    positive_float,
+    positive_int,
+)
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``train`` command to ``subparsers``."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a model on images and their labels",
+        description="Train a U-Net on images and label images (files or folders; "
+        "folders are paired by file name, e.g. cells.tif with cells_labels.tif, or in "
+        "sorted order).",
+    )
+    train.add_argument("images", help="image file or folder of images")
+    train.add_argument("labels", help="label image file or folder of label images (0 = background or unlabelled)")
+    train.add_argument("-o", "--output", default="model.unet.pt", help="model file to write (default: %(default)s)")
+    train.add_argument(
+        "--task",
+        choices=("instances", "semantic"),
+        default="instances",
+        help="instances: each positive label is one object, touching objects are separated; "
+        "semantic: label value k is class k (default: %(default)s)",
+    )
+    train.add_argument(
+        "--unlabelled",
+        choices=("background", "ignore"),
+        default="background",
+        help="what label 0 means: background, or ignore (sparse annotation: then 1 = background "
+        "and 2, 3, ... are objects/classes) (default: %(default)s)",
+    )
+    train.add_argument("--ignore-label", type=int, default=None, help="an extra label value left out of the loss")
+    train.add_argument(
+        "--num-classes",
+        type=positive_int,
+        default=None,
+        help="semantic task: number of classes (default: from the labels)",
+    )
+    train.add_argument(
+        "--size",
+        choices=("auto", *NETWORK_PRESETS),
+        default="auto",
+        help="network size preset: "
+        + ", ".join(f"{k} = {b} channels/depth {d}" for k, (b, d) in NETWORK_PRESETS.items())
+        + " (the paper's); auto = paper on a GPU, small on the CPU (default: %(default)s)",
+    )
+    train.add_argument("--base-channels", type=positive_int, default=None, help="override the preset's channels")
+    train.add_argument("--depth", type=positive_int, default=None, help="override the preset's depth (poolings)")
+    train.add_argument("--steps", type=positive_int, default=1000, help="training steps (default: %(default)s)")
+    train.add_argument(
+        "--time-budget",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds even if --steps are not done",
+    )
+    train.add_argument(
+        "--tile-size",
+        type=positive_int,
+        default=None,
+        help="training tile side (a valid input size; default: automatic)",
+    )
+    train.add_argument("--batch-size", type=positive_int, default=1, help="tiles per step (default: %(default)s)")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: %(default)s)")
+    train.add_argument("--learning-rate", type=positive_float, default=None, help="default: per optimizer")
+    train.add_argument("--validation-images", default=None, help="validation image file or folder (optional)")
+    train.add_argument("--validation-labels", default=None, help="validation label file or folder")
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=None,
+        help="fraction of the training data held out for validation when no validation set is "
+        "given (default: the training API's)",
+    )
+    train.add_argument("--val-every", type=positive_int, default=None, help="validate every N steps")
+    train.add_argument("--checkpoint-every", type=positive_int, default=None, help="save the model every N steps")
+    train.add_argument("--resume", default=None, metavar="MODEL", help="continue training from this model file")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    train.add_argument("--axes", type=axes_letters, default=None, help="axes of the images, e.g. YX, ZYX, CYX, YXC")
+    add_run_options(train)
+    train.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    """Train, print a summary and return the exit status (130 when stopped with Ctrl-C)."""
+    from ..io import load_pairs
+
+    check_device(args.device)
+    output = Path(args.output)
+    if output.is_dir():
+        raise UNetInputError(f"output {str(output)!r} is a folder; give a model file name such as model.unet.pt.")
+    if args.resume and not Path(args.resume).exists():
+        raise UNetInputError(f"model to resume from {args.resume!r} does not exist.")
+    if (args.validation_images is None) != (args.validation_labels is None):
+        raise UNetInputError("give both --validation-images and --validation-labels, or neither.")
+    images, labels = load_pairs(args.images, args.labels)
+    validation = None
+    if args.validation_images is not None:
+        validation = load_pairs(args.validation_images, args.validation_labels, "validation")
+    base, depth, preset = network_size(args)
+    config = make_config(
+        task=args.task,
+        unlabelled=args.unlabelled,
+        ignore_label=args.ignore_label,
+        num_classes=args.num_classes,
+        base_channels=base,
+        depth=depth,
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        time_budget=args.time_budget,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        validation_fraction=args.validation_fraction,
+        val_every=args.val_every,
+        save_path=str(output),
+        checkpoint_every=args.checkpoint_every,
+        resume_from=args.resume,
+        seed=args.seed,
+        device=args.device,
+        axes=args.axes,
+    )
+    if not args.quiet:
+        budget = f", at most {args.time_budget:g} s" if args.time_budget else ""
+        print(
+            f"training a {args.task} U-Net ({preset}: {base} base channels, depth {depth}) on {len(images)} "
+            f"image(s) for {config.steps} steps{budget}",
+            file=sys.stderr,
+        )
+    result, interrupted = run_training(args, images, labels, config, validation)
+    if interrupted:
+        print(f"{PROG}: interrupted; {saved_message(output)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    model, history = result
+    if not output.exists():  # the training API writes save_path itself; make sure the file is there
+        from ..core.model_io import save_model
+
+        save_model(model, output)
+    if not args.quiet:
+        for line in history_summary(history):
+            print(line)
+        print(f"model saved to {output}")
+    return 0
+
+
+def network_size(args) -> tuple[int, int, str]:
+    """``(base_channels, depth, preset)`` from ``--size`` (auto: paper on a GPU, small on the CPU) and overrides."""
+    preset = args.size
+    if preset == "auto":
+        import torch
+
+        preset = "paper" if torch.cuda.is_available() and args.device not in ("cpu",) else "small"
+    base, depth = NETWORK_PRESETS[preset]
+    if args.base_channels is not None:
+        base = args.base_channels
+    if args.depth is not None:
+        depth = args.depth
+    return base, depth, preset
+
+
+def make_config(**fields):
+    """A ``TrainConfig`` of the fields given (None = the training API's default); bad values are input errors."""
+    from ..core.train import TrainConfig
+
+    known = set(getattr(TrainConfig, "__dataclass_fields__", fields))
+    try:
+        return TrainConfig(**{k: v for k, v in fields.items() if k in known and v is not None})
+    except (TypeError, ValueError) as err:
+        raise UNetInputError(f"invalid training settings: {err}") from None
+
+
+def run_training(args, images, labels, config, validation, desc: str = "training"):
+    """Train with a progress bar, the first Ctrl-C stopping after the current step; returns ``(result, interrupted)``."""
+    from ..core.train import train
+
+    with StopOnCtrlC() as ctrl_c, ProgressBar(args.quiet, desc=desc, unit="step") as bar:
+        try:
+            result = train(
+                images,
+                labels,
+                config=config,
+                validation=validation,
+                progress=bar,
+                should_stop=lambda: ctrl_c.requested,
+            )
+        except Cancelled as stop:
+            result = stop.partial
+        except KeyboardInterrupt:  # a second Ctrl-C: whatever the last checkpoint wrote is what is left
+            return None, True
+        return result, ctrl_c.requested
+
+
+def saved_message(path: Path) -> str:
+    """What an interrupted run left: the last model saved, or none."""
+    if path.exists():
+        return f"the last model was saved to {path}"
+    return "no model was saved yet"
+
+
+def history_summary(history: dict | None) -> list[str]:
+    """Lines summing up a training history: steps, final loss, validation scores, time, early stop."""
+    import numpy as np
+
+    if not history:
+        return []
+    lines = []
+    steps, losses = history.get("step") or [], history.get("loss") or []
+    if steps:
+        lines.append(f"steps trained: {steps[-1]}")
+    if losses:
+        tail = losses[-min(len(losses), 20) :]
+        lines.append(f"final loss: {float(np.mean(tail)):.4f} (mean of the last {len(tail)} steps)")
+    for key, label in (("val_loss", "validation loss"), ("val_iou", "validation IoU"), ("val_ap50", "validation AP50")):
+        values = [v for v in history.get(key) or [] if v is not None]
+        if values:
+            best = min(values) if key == "val_loss" else max(values)
+            lines.append(f"{label}: last {values[-1]:.4f}, best {best:.4f}")
+    for key in ("elapsed_seconds", "elapsed"):
+        if isinstance(history.get(key), (int, float)):
+            lines.append(f"training time: {history[key]:.1f} s")
+            break
+    if history.get("stopped"):
+        lines.append("stopped early on request")
+    return lines

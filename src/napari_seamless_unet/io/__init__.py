@@ -1,0 +1,29 @@
+"""Image files: finding, opening and pairing inputs, and writing results (numpy, tifffile, zarr; no torch).
+
+- :mod:`.read`: :func:`list_images`, :func:`open_image` (TIFF memory-mapped or as a lazy zarr view, zarr, npy),
+  :func:`open_zarr`.
+- :mod:`.pairs`: :func:`pair_images_and_labels` by file name, :func:`load_pairs` for training.
+- :mod:`.write`: :func:`output_paths`, :func:`create_zarr_output`, :func:`write_tiff` (ImageJ hyperstacks).
+"""
+
+from __future__ import annotations
+
+from .pairs import LABEL_ENDINGS, load_pairs, pair_images_and_labels
+from .read import IMAGE_SUFFIXES, TIFF_SUFFIXES, image_stem, is_zarr, list_images, open_image, open_zarr
+from .write import create_zarr_output, output_paths, write_tiff
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LABEL_ENDINGS",
+    "TIFF_SUFFIXES",
+    "create_zarr_output",
+    "image_stem",
+    "is_zarr",
+    "list_images",
+    "load_pairs",
+    "open_image",
+    "open_zarr",
+    "output_paths",
+    "pair_images_and_labels",
+    "write_tiff",
+]
