@@ -156,7 +156,7 @@ class _Session:
         record_step(self.history, self.step, loss_value)
         return loss_value
 
-    def validate(self) -> dict[str, Any]:
+    def validate_and_keep_best(self) -> dict[str, Any]:
         """Score the validation planes; a new best model goes to ``best_path(config.save_path)``."""
         val = validate(self.model, self.data.val_planes, self.device)
         if record_validation(self.history, self.step, val, self.model.task) and self.config.save_path:
@@ -243,7 +243,7 @@ def iter_train(
             info: dict[str, Any] = {"step": step, "loss": loss, "model": session.model}
             last = step == config.steps or session.clock.out_of_time(config.time_budget)
             if step % config.val_every == 0 or last:
-                info["val"] = session.validate()
+                info["val"] = session.validate_and_keep_best()
             if config.save_path and step % config.checkpoint_every == 0 and step < config.steps:
                 session.save(config.save_path, with_state=True)
             yield Progress(step, int(config.steps), "train", info)
