@@ -1,0 +1,42 @@
+"""Training the original U-Net: weighted cross-entropy on augmented tiles, validation, checkpoints, resuming.
+
+:func:`train` runs a training for scripts; :func:`iter_train` is the same as a generator that yields a
+:class:`~napari_seamless_unet.core.progress.Progress` event per step and returns a :class:`TrainResult`. All
+inputs are checked before any work starts, so a mistake in the tenth label image is reported at once, not after
+an hour of training.
+
+The modules, in the order a run uses them:
+
+- :mod:`.config`: :class:`TrainConfig`, everything that defines a run, and the check of its values;
+- :mod:`.checkpoint`: reading a checkpoint to resume from, what a checkpoint holds, :func:`best_path`;
+- :mod:`.inputs`: the checks of the image/label pairs;
+- :mod:`.data`: planes with class targets, annotation masks and weight maps; :func:`auto_tile_size`;
+- :mod:`.split`: the validation planes held out when none are given;
+- :mod:`.network`: random state, network, precision and optimizer;
+- :mod:`.loss`: :func:`weighted_loss`;
+- :mod:`.validate`: validation through the prediction code;
+- :mod:`.history`: the history dict and the timings;
+- :mod:`.loop`: :func:`iter_train` and :func:`train`, which put it all together.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import best_path
+from .config import DEFAULT_LEARNING_RATE, OPTIMIZERS, SGD_MOMENTUM, UNLABELLED, TrainConfig
+from .data import auto_tile_size
+from .loop import TrainResult, iter_train, train
+from .loss import weighted_loss
+
+__all__ = [
+    "DEFAULT_LEARNING_RATE",
+    "OPTIMIZERS",
+    "SGD_MOMENTUM",
+    "UNLABELLED",
+    "TrainConfig",
+    "TrainResult",
+    "auto_tile_size",
+    "best_path",
+    "iter_train",
+    "train",
+    "weighted_loss",
+]

@@ -1,0 +1,302 @@
+"""The training loop: :func:`iter_train` (a generator of progress events) and :func:`train` (for scripts).
+
+A run goes through three phases, each in one place below: :func:`_prepare` checks every input and turns it
+into planes with weight maps (nothing slow happens before all checks pass); :class:`_Session` sets up the
+network, precision, optimizer, random state and history (from a checkpoint when resuming); the loop in
+:func:`iter_train` then takes steps, validates, keeps the best model and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from .. import shapes
+from ..augment import PlaneStore, sample_batch
+from ..devices import resolve_device
+from ..model import UNet
+from ..model_io import save_model
+from ..normalization import Normalization
+from ..progress import Progress, ProgressLike, run
+from .checkpoint import best_path, read_resume, restore, training_state
+from .config import TrainConfig, check_config
+from .data import Plane, auto_tile_size, check_classes, make_planes, weight_map
+from .history import Clock, new_history, record_step, record_validation
+from .inputs import check_pairs, check_validation
+from .loss import weighted_loss
+from .network import Precision, build_model, make_optimizer, seeded_generator
+from .split import split
+from .validate import validate
+
+
+class TrainResult(NamedTuple):
+    """What :func:`train` returns (and :func:`iter_train` returns when exhausted).
+
+    Attributes
+    ----------
+    model : UNet
+        The trained network, in eval mode, on the training device; ``model.metadata`` holds
+        ``"train_config"`` (:meth:`TrainConfig.to_dict`) and ``"history"``.
+    history : dict
+        Per step ``step`` and ``loss``; per validation ``val_step``, ``val_loss``, ``val_iou``,
+        ``val_iou_per_class`` and (instances) ``val_ap50``; ``best_step`` and ``best_score``; ``stopped``
+        (and ``diverged``) when training ended early; the run's ``device``, ``tile_size``, ``output_size``,
+        ``learning_rate``, ``train_planes``, ``val_planes`` and timings.
+    """
+
+    model: UNet
+    history: dict
+
+
+@dataclass
+class _Data:
+    """A run's checked inputs, ready to train on."""
+
+    planes: list[Plane]
+    val_planes: list[Plane]
+    in_channels: int
+    num_classes: int
+    normalization: Normalization
+    device: torch.device
+    tile: int
+
+
+def _prepare(images, labels, config: TrainConfig, validation, names, payload: dict | None) -> _Data:
+    """Check all pairs, then the classes, then the tile, before the first slow step (the weight maps)."""
+    resumed = payload["config"] if payload else None
+    train_pairs, in_channels = check_pairs(
+        images, labels, config, "training", resumed["in_channels"] if resumed else None, names
+    )
+    val_pairs = check_validation(validation, config, in_channels)
+    normalization = Normalization.from_any(resumed["normalization"] if resumed else config.normalization)
+    planes = make_planes(train_pairs, config, normalization, "training")
+    val_planes = make_planes(val_pairs, config, normalization, "validation") if val_pairs else None
+    num_classes = check_classes(planes, config, resumed["num_classes"] if resumed else None)
+    if val_planes:
+        check_classes(val_planes, config, num_classes)
+    device = resolve_device(config.device)
+    depth = int(resumed["depth"]) if resumed else int(config.depth)
+    tile = (
+        int(config.tile_size) if config.tile_size else auto_tile_size(depth, device, [p.target.shape for p in planes])
+    )
+    shapes.check_input_shape((tile, tile), depth, what="training tile")
+
+    # The work starts here: weight maps once per plane.
+    for plane in planes + (val_planes or []):
+        plane.weight = weight_map(plane, config, num_classes)
+    if val_planes is None:
+        planes, val_planes = split(planes, config)
+    return _Data(planes, val_planes, in_channels, num_classes, normalization, device, tile)
+
+
+class _Session:
+    """The live state of one run, and what the loop does with it: a step, a validation, a save."""
+
+    def __init__(self, config: TrainConfig, data: _Data, payload: dict | None):
+        self.config, self.data, self.device = config, data, data.device
+        self.generator = seeded_generator(config.seed)  # before the network: its initial weights are drawn
+        model = build_model(config, payload, data.in_channels, data.num_classes, data.normalization)
+        self.precision = Precision.choose(self.device, config.precision)
+        self.model = self.precision.place(model, self.device)
+        self.optimizer, learning_rate = make_optimizer(self.model, config)
+
+        self.history = new_history()
+        self.step = 0
+        state = (payload or {}).get("training_state")
+        if state:
+            self.step = restore(state, self.optimizer, self.history, self.generator, self.device)
+        elapsed_before = float(self.history.get("elapsed_seconds") or 0.0)
+        self.history["stopped"] = False
+        self.history.update(
+            device=str(self.device),
+            tile_size=data.tile,
+            output_size=self.model.output_shape((data.tile, data.tile))[0],
+            learning_rate=learning_rate,
+            train_planes=len(data.planes),
+            val_planes=len(data.val_planes),
+        )
+        self.store = PlaneStore([(p.image, p.target, p.weight) for p in data.planes], self.device)
+        self.augmentation = config.augmentation
+        self.clock = Clock(elapsed_before)
+
+    def train_step(self) -> float | None:
+        """One optimisation step; returns its loss, or None (with a warning) if the loss was not finite."""
+        config, model = self.config, self.model
+        t0 = time.perf_counter()
+        image, target, weight = sample_batch(
+            self.store, self.data.tile, int(config.batch_size), self.augmentation, self.generator
+        )
+        if self.precision.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # so that the data time is measured, not queued
+        t1 = time.perf_counter()
+        with self.precision.autocast(self.device):
+            logits = model(image)
+        loss = weighted_loss(logits, target, weight)
+        if not torch.isfinite(loss.detach()):
+            # Diverged: stop before the step so that the weights kept (and saved) are the last good ones.
+            warnings.warn(
+                f"training diverged at step {self.step + 1} (loss {float(loss.detach())}); stopped and kept the "
+                f"weights of step {self.step}. Lower the learning rate.",
+                stacklevel=3,  # the caller driving the generator
+            )
+            self.history["stopped"] = self.history["diverged"] = True
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.precision.backward_and_step(loss, self.optimizer)
+        loss_value = float(loss.detach())
+        self.clock.add_step(t0, t1, time.perf_counter())
+        self.step += 1
+        record_step(self.history, self.step, loss_value)
+        return loss_value
+
+    def validate_and_keep_best(self) -> dict[str, Any]:
+        """Score the validation planes; a new best model goes to ``best_path(config.save_path)``."""
+        val = validate(self.model, self.data.val_planes, self.device)
+        if record_validation(self.history, self.step, val, self.model.task) and self.config.save_path:
+            self.save(best_path(self.config.save_path), with_state=False)
+        return val
+
+    def save(self, path, with_state: bool) -> None:
+        self._stamp_metadata()
+        state = None
+        if with_state:
+            state = training_state(self.optimizer, self.step, self.history, self.generator, self.device, self.config)
+        save_model(self.model, path, training_state=state)
+
+    def finish(self) -> TrainResult:
+        """Eval mode, metadata filled in, a final checkpoint written (when there is a ``save_path``)."""
+        self.model.eval()
+        self._stamp_metadata()
+        if self.config.save_path:
+            self.save(self.config.save_path, with_state=True)
+        return TrainResult(self.model, self.history)
+
+    def _stamp_metadata(self) -> None:
+        self.clock.stamp(self.history)
+        self.model.metadata = {"train_config": self.config.to_dict(), "history": self.history}
+
+
+def iter_train(
+    images,
+    labels,
+    *,
+    config: TrainConfig | None = None,
+    validation: tuple[Sequence, Sequence] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    names: Sequence[str] | None = None,
+) -> Generator[Progress, None, TrainResult]:
+    """Generator form of :func:`train`, for event loops (napari's thread workers) and custom drivers.
+
+    Parameters
+    ----------
+    images, labels, config, validation, should_stop, names
+        As for :func:`train`.
+
+    Yields
+    ------
+    Progress
+        ``Progress(step, steps, "train", info)`` after every step. ``info`` holds ``"step"``, ``"loss"`` and
+        ``"model"`` (the live network: copy it before changing its mode or device, e.g. for a preview), plus
+        ``"val"`` (loss, iou, iou_per_class, ap50, score) after a validation.
+
+    Returns
+    -------
+    TrainResult
+        As :func:`train` (the generator's ``StopIteration.value``).
+
+    Raises
+    ------
+    UNetInputError
+        On the first ``next()``, for unusable inputs, before any training work.
+
+    Notes
+    -----
+    Closing the generator (or ``should_stop()`` becoming true, or a KeyboardInterrupt) stops training after
+    saving the current weights to ``config.save_path``; ``history["stopped"]`` is then True.
+    """
+    config = TrainConfig() if config is None else config
+    check_config(config)
+    # Everything is validated before any work: the resume file, then all pairs, then the classes.
+    payload = read_resume(config)
+    session = _Session(config, _prepare(images, labels, config, validation, names, payload), payload)
+    history = session.history
+
+    session.model.train()
+    try:
+        while session.step < config.steps:
+            if session.clock.out_of_time(config.time_budget):
+                break
+            if should_stop is not None and should_stop():
+                history["stopped"] = True
+                break
+            loss = session.train_step()
+            if loss is None:
+                break
+            step = session.step
+            info: dict[str, Any] = {"step": step, "loss": loss, "model": session.model}
+            last = step == config.steps or session.clock.out_of_time(config.time_budget)
+            if step % config.val_every == 0 or last:
+                info["val"] = session.validate_and_keep_best()
+            if config.save_path and step % config.checkpoint_every == 0 and step < config.steps:
+                session.save(config.save_path, with_state=True)
+            yield Progress(step, int(config.steps), "train", info)
+    except GeneratorExit:
+        history["stopped"] = True
+        session.finish()
+        return None
+    except KeyboardInterrupt:
+        history["stopped"] = True
+    return session.finish()
+
+
+def train(
+    images,
+    labels,
+    *,
+    config: TrainConfig | None = None,
+    validation: tuple[Sequence, Sequence] | None = None,
+    progress: ProgressLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    names: Sequence[str] | None = None,
+) -> TrainResult:
+    """Train a U-Net on images and their labels.
+
+    Parameters
+    ----------
+    images : array or list of arrays
+        2D images, stacks or multi-channel images (axes per ``config.axes``, else inferred); every 2D plane is a
+        training sample.
+    labels : array or list of arrays
+        Label images of the same spatial shapes (see :class:`TrainConfig` for what the values mean).
+    config : TrainConfig, optional
+        Task, architecture, schedule, augmentation, files.
+    validation : (images, labels), optional
+        Held-out data; default: ``config.validation_fraction`` of the training planes (the only plane when
+        there is one).
+    progress : callable or tqdm-like, optional
+        Receives steps done / total.
+    should_stop : callable, optional
+        Polled before each step; when true, training stops, saves and returns (``history["stopped"] = True``).
+    names : sequence of str, optional
+        A name per training image (e.g. layer names), used in error messages instead of the index.
+
+    Returns
+    -------
+    TrainResult
+        ``(model, history)``; the model's ``.metadata`` holds ``"train_config"`` and ``"history"``.
+
+    Raises
+    ------
+    UNetInputError
+        For unusable inputs, before any training starts; the message names the pair and the fix.
+    """
+    # should_stop goes to the trainer, not to run(): stopping is a normal end of training that returns the model.
+    gen = iter_train(images, labels, config=config, validation=validation, should_stop=should_stop, names=names)
+    return run(gen, progress)

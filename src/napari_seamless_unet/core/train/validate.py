@@ -1,0 +1,55 @@
+"""Validation during training: whole held-out planes through the prediction code, scored."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..metrics import average_precision, iou_per_class
+from ..model import UNet
+from ..postprocess import label_foreground
+from ..predict import iter_predict
+from ..progress import run
+from .data import Plane
+
+
+def validate(model: UNet, planes: list[Plane], device: torch.device) -> dict[str, Any]:
+    """Predict whole validation planes with the prediction code (no gradients) and score them.
+
+    Returns ``loss`` (weighted like training), ``iou_per_class``, ``iou`` (foreground for instances, the mean
+    for semantic), ``ap50`` (instances, on fully annotated planes; else None) and ``score``, the number the best
+    model is chosen by: ``ap50`` where there is one, else ``iou``. Leaves the model in training mode.
+    """
+    losses, counts, aps = 0.0, 0, []
+    confusion_iou = []
+    for plane in planes:
+        axes = "CYX" if plane.raw.shape[0] > 1 else "YX"
+        raw = plane.raw if plane.raw.shape[0] > 1 else plane.raw[0]
+        gen = iter_predict(model, raw, axes=axes, device=device, output="probabilities", name=plane.name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probs = run(gen)
+        prob = torch.from_numpy(probs)
+        target = torch.from_numpy(plane.target)
+        weight = torch.from_numpy(plane.weight)
+        nll = -torch.log(prob.gather(0, target[None]).clamp_min(1e-8))[0]
+        losses += float((nll * weight).sum())
+        counts += int((weight > 0).sum())
+        pred = probs.argmax(0)
+        confusion_iou.append(iou_per_class(pred, plane.target, model.num_classes, plane.valid))
+        if model.task == "instances" and plane.valid.all():
+            aps.append(average_precision(label_foreground(pred == 1), plane.objects))
+    model.train()
+    per_class = np.nanmean(np.stack(confusion_iou), axis=0) if confusion_iou else np.array([])
+    result = {"loss": losses / max(1, counts), "iou_per_class": [float(x) for x in per_class]}
+    if model.task == "instances":
+        result["iou"] = float(per_class[1]) if per_class.size > 1 else float("nan")
+        result["ap50"] = float(np.mean(aps)) if aps else None
+        result["score"] = result["ap50"] if aps else result["iou"]
+    else:
+        result["iou"] = float(np.nanmean(per_class))
+        result["score"] = result["iou"]
+    return result
