@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import sys
 from pathlib import Path
 
@@ -179,7 +181,7 @@ def make_config(**fields):
     """A ``TrainConfig`` of the fields given (None = the training API's default); bad values are input errors."""
     from ..core.train import TrainConfig
 
-    known = set(getattr(TrainConfig, "__dataclass_fields__", fields))
+    known = set(inspect.signature(TrainConfig).parameters)  # also the flat augmentation keywords
     try:
         return TrainConfig(**{k: v for k, v in fields.items() if k in known and v is not None})
     except (TypeError, ValueError) as err:

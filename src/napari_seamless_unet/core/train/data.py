@@ -69,7 +69,7 @@ def make_planes(pairs, config: TrainConfig, normalization: Normalization, role: 
                     target=target,
                     valid=annotated(lab, config),
                     objects=objects,
-                    name=f"{role} image {i}" + (f" plane {p}" if ax.plane_axes(axes) else ""),
+                    name=f"{role} image {i}" + (f" plane {p}" if ax.stack_axes(axes) else ""),
                 )
             )
     return out

@@ -97,7 +97,7 @@ def _check_pair(image, labels, axes: str | None, index: int, config: TrainConfig
     for p, plane in enumerate(ax.iter_planes(image.shape, axes)):
         block = image[ax.image_index(axes, plane, slice(None), slice(None))]
         if block.size and block.min() == block.max():
-            where = f" plane {p}" if ax.plane_axes(axes) else ""
+            where = f" plane {p}" if ax.stack_axes(axes) else ""
             raise UNetInputError(
                 f"{name}{where} is constant (every pixel {block.flat[0]}); it carries no information to learn from. "
                 f"Remove it or check that the right layer was chosen."
