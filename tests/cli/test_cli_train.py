@@ -80,7 +80,7 @@ def test_train_semantic_with_validation_set_prints_summary(capsys, tmp_path, dev
         "--device", device,
     )  # fmt: skip
     assert status == 0, err
-    assert "training a semantic U-Net (tiny: 8 base channels, depth 2)" in err  # the announcement and the bar
+    assert "training a U-Net for semantic (tiny: 8 base channels, depth 2)" in err  # the announcement and the bar
     assert "4/4" in err
     assert "steps trained: 4" in out and "validation IoU" in out and f"model saved to {model_path}" in out
     model = load_model(model_path)

@@ -102,3 +102,17 @@ def test_semantic_out_needs_room_for_the_class_ids_and_probabilities_need_floats
         predict(model, image, out=np.zeros((3, 40, 50), np.int32))
     with pytest.raises(UNetInputError, match="shape"):
         segment(model, image, out=np.zeros((40, 49), np.uint8))
+
+
+def test_training_with_a_seed_leaves_the_global_random_states_untouched():
+    from napari_seamless_unet.core.synthetic import touching_discs
+    from napari_seamless_unet.core.train import TrainConfig, train
+
+    image, labels = touching_discs((64, 64), n_objects=5, seed=0)
+    config = TrainConfig(base_channels=4, depth=2, tile_size=60, steps=3, val_every=2, device="cpu", seed=0)
+    before = global_state()
+    first, _ = train([image], [labels], config=config)
+    assert_same(before, global_state())
+    torch.manual_seed(123)  # whatever the caller's random state is, a seeded run gives the same weights
+    second, _ = train([image], [labels], config=config)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))

@@ -64,7 +64,13 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--base-channels", type=positive_int, default=None, help="override the preset's channels")
     train.add_argument("--depth", type=positive_int, default=None, help="override the preset's depth (poolings)")
-    train.add_argument("--steps", type=positive_int, default=1000, help="training steps (default: %(default)s)")
+    train.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="training steps of this run; with --resume, steps more (default: 1000, or until --time-budget runs "
+        "out; with --resume, the rest of the interrupted run)",
+    )
     train.add_argument(
         "--time-budget",
         type=positive_float,
@@ -139,10 +145,9 @@ def run(args) -> int:
         axes=args.axes,
     )
     if not args.quiet:
-        budget = f", at most {args.time_budget:g} s" if args.time_budget else ""
         print(
-            f"training a {args.task} U-Net ({preset}: {base} base channels, depth {depth}) on {len(images)} "
-            f"image(s) for {config.steps} steps{budget}",
+            f"training a U-Net for {args.task} ({preset}: {base} base channels, depth {depth}) on {len(images)} "
+            f"image(s): {_schedule_text(config)}",
             file=sys.stderr,
         )
     result, interrupted = run_training(args, images, labels, config, validation)
@@ -185,6 +190,19 @@ def make_config(**fields):
         return TrainConfig(**{k: v for k, v in fields.items() if k in known and v is not None})
     except (TypeError, ValueError) as err:
         raise UNetInputError(f"invalid training settings: {err}") from None
+
+
+def _schedule_text(config) -> str:
+    """How long this run trains, in words: '1000 steps', 'until 600 s are up', 'the rest of the resumed run'."""
+    from ..core.train import DEFAULT_STEPS
+
+    budget = f"{config.time_budget:g} s" if config.time_budget else None
+    if config.steps is not None:
+        more = " more" if config.resume_from else ""
+        return f"{config.steps}{more} steps" + (f", at most {budget}" if budget else "")
+    if config.resume_from:
+        return "the rest of the resumed run" + (f", at most {budget}" if budget else "")
+    return f"until {budget} are up" if budget else f"{DEFAULT_STEPS} steps"
 
 
 def run_training(args, images, labels, config, validation, desc: str = "training"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -109,6 +111,20 @@ def autocast_dtype(
 # What PyTorch's allocators say when an allocation fails: CUDA and MPS ("out of memory"), the CPU allocator
 # ("DefaultCPUAllocator: can't allocate memory: you tried to allocate ..."), and the OS ("Cannot allocate memory").
 _OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
+
+
+@contextlib.contextmanager
+def cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """cuDNN's kernel autotuner (``torch.backends.cudnn.benchmark``) for the calls inside; the caller's flag is put
+    back afterwards, so a prediction or training step never changes torch's global settings."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(
+        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
+    ):
+        yield
 
 
 def cuda_fast_dtype(device: torch.device) -> torch.dtype | None:

@@ -11,13 +11,13 @@ import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from . import shapes
-from .devices import autocast_dtype, is_out_of_memory, memory_budget, resolve_device
+from .devices import autocast_dtype, cudnn_autotune, is_out_of_memory, memory_budget, resolve_device
 from .errors import InvalidShapeError
 from .model import UNet, forward_flops
 from .tiling import TileGrid
@@ -77,19 +77,6 @@ def choose_tile_shape(
 
 
 # -- running the network on a batch of tiles -------------------------------------------------------------------
-@contextlib.contextmanager
-def _cudnn_autotune(device: torch.device) -> Iterator[None]:
-    """cuDNN's kernel autotuner for one forward pass; the global flag is put back afterwards."""
-    if device.type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    with cudnn.flags(
-        enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32
-    ):
-        yield
-
-
 class TileRunner:
     """Runs a copy of the network on normalised tile batches on one device, with autocast and channels-last.
 
@@ -127,7 +114,7 @@ class TileRunner:
         autocast = (
             torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast, _cudnn_autotune(self.device):
+        with torch.inference_mode(), autocast, cudnn_autotune(self.device):
             logits = self.network(tensor).float()
             if output == "labels":
                 result = logits.argmax(dim=1).to(torch.uint8 if self.model.num_classes <= 255 else torch.int32)

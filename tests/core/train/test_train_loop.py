@@ -87,3 +87,39 @@ def test_progress_carries_the_live_model_and_predicting_keeps_train_mode(discs, 
     predict(model, images[0])  # e.g. a preview between steps
     assert model.training  # dropout stays on for the rest of training
     gen.close()
+
+
+def test_a_non_finite_gradient_stops_before_the_update(discs, tiny, state_equal):
+    two, _ = train(*discs, config=tiny(steps=2))
+    gen = iter_train(*discs, config=tiny(steps=10))
+    model = next(gen).info["model"]
+    next(gen)  # two good steps
+    # The third step's loss is finite but one gradient is not: the update must not happen.
+    handle = model.head.weight.register_hook(lambda grad: grad * float("inf"))
+    with (
+        pytest.warns(UserWarning, match="gradient was not finite.*kept the weights of step 2"),
+        pytest.raises(StopIteration) as stop,
+    ):
+        next(gen)
+    handle.remove()
+    model, history = stop.value.value
+    assert history["stop_reason"] == "diverged" and history["step"] == [1, 2]
+    assert state_equal(model, two)
+
+
+def test_a_time_budget_ends_training_and_says_so(discs, tiny):
+    events = []
+    _, history = train(
+        *discs,
+        config=tiny(steps=None, time_budget=2.0, val_every=10_000),
+        progress=lambda done, total: events.append((done, total)),
+    )
+    assert history["stop_reason"] == "time_budget" and not history["stopped"]
+    assert len(history["step"]) > 2  # the budget, not a default step count, ended it
+    assert history["val_step"][-1] == history["step"][-1]  # the last step was validated
+    assert events[-1] == (len(history["step"]), pytest.approx(len(history["step"]), abs=3))
+
+
+def test_steps_end_training_and_say_so(discs, tiny):
+    _, history = train(*discs, config=tiny(steps=3))
+    assert history["stop_reason"] == "steps" and history["step"] == [1, 2, 3] and not history["stopped"]

@@ -22,13 +22,14 @@ The modules, in the order a run uses them:
 from __future__ import annotations
 
 from .checkpoint import best_path
-from .config import DEFAULT_LEARNING_RATE, OPTIMIZERS, SGD_MOMENTUM, UNLABELLED, TrainConfig
+from .config import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, OPTIMIZERS, SGD_MOMENTUM, UNLABELLED, TrainConfig
 from .data import auto_tile_size
 from .loop import TrainResult, iter_train, train
 from .loss import weighted_loss
 
 __all__ = [
     "DEFAULT_LEARNING_RATE",
+    "DEFAULT_STEPS",
     "OPTIMIZERS",
     "SGD_MOMENTUM",
     "UNLABELLED",

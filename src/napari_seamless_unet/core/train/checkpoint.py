@@ -1,8 +1,8 @@
 """Checkpoints: where the best model goes, what a resumable checkpoint holds, and resuming from one.
 
 A checkpoint is a model file (:func:`~napari_seamless_unet.core.model_io.save_model`) with a ``training_state``:
-the optimizer state, the step count, the history and the random state (global torch RNG, the augmentation
-generator and, on CUDA, the device RNG), so that a resumed run continues exactly where the saved one was.
+the optimizer state, the step count and the step the run was planned to end at, the history and the run's random
+streams (:class:`~.network.RandomStreams`), so that a resumed run continues exactly where the saved one was.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from ..errors import UNetInputError
 from ..model_io import read_model_file
 from .config import TrainConfig
+from .network import RandomStreams
 
 
 def best_path(save_path: str | Path) -> Path:
@@ -42,46 +43,35 @@ def read_resume(config: TrainConfig) -> dict[str, Any] | None:
 def training_state(
     optimizer: torch.optim.Optimizer,
     step: int,
+    planned_steps: int | None,
     history: dict[str, Any],
-    generator: torch.Generator,
-    device: torch.device,
+    randomness: RandomStreams,
     config: TrainConfig,
 ) -> dict[str, Any]:
-    """What a checkpoint needs beyond the weights to continue training exactly."""
+    """What a checkpoint needs beyond the weights to continue training exactly.
+
+    ``planned_steps`` is the step the run was to end at (None for a run limited by time only): resuming without
+    ``steps`` finishes that plan.
+    """
     return {
         "optimizer": optimizer.state_dict(),
         "step": step,
+        "planned_steps": -1 if planned_steps is None else int(planned_steps),
         "history": json.dumps(history, default=float),
-        "rng": _rng_state(generator, device),
+        "rng": randomness.state(),
         "config": json.dumps(config.to_dict()),
     }
 
 
 def restore(
-    state: dict[str, Any],
-    optimizer: torch.optim.Optimizer,
-    history: dict[str, Any],
-    generator: torch.Generator,
-    device: torch.device,
-) -> int:
-    """Load a checkpoint's training state into the optimizer, history and random state; returns its step."""
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, history: dict[str, Any], randomness: RandomStreams
+) -> tuple[int, int | None]:
+    """Load a checkpoint's training state into the optimizer, history and random streams.
+
+    Returns the checkpoint's step and the step its run was planned to end at (None when unknown or unlimited).
+    """
     optimizer.load_state_dict(state["optimizer"])
     history.update(json.loads(state["history"]))
-    _set_rng_state(state.get("rng", {}), generator, device)
-    return int(state["step"])
-
-
-def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "augment": generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator, device: torch.device) -> None:
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if "augment" in state:
-        generator.set_state(state["augment"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
+    randomness.load(state.get("rng", {}))
+    planned = int(state.get("planned_steps", -1))
+    return int(state["step"]), (planned if planned >= 0 else None)

@@ -30,6 +30,7 @@ UNLABELLED = ("background", "ignore")
 # Chosen by measurement on ISBI 2012 and the synthetic discs (benchmarks/bench_train_isbi.py); the loss is a
 # per-pixel mean, so these do not depend on the tile size.
 DEFAULT_LEARNING_RATE = {"adam": 1e-3, "sgd": 1e-3}  # sgd at 1e-2 with momentum 0.99 diverged on ISBI
+DEFAULT_STEPS = 1000  # when neither steps nor a time budget is given
 SGD_MOMENTUM = 0.99  # paper: "a high momentum (0.99)"
 
 
@@ -144,10 +145,12 @@ class TrainConfig:
         Side of the training input tile (a valid size for ``depth``); None picks one for the device.
     batch_size : int
         Tiles per step.
-    steps : int
-        Optimisation steps.
+    steps : int, optional
+        Optimisation steps this call takes (on resume: steps *more*). None: until ``time_budget`` runs out when
+        there is one, else ``DEFAULT_STEPS`` (1000); on resume, the rest of the interrupted run's plan, so that
+        a resumed run ends exactly where the uninterrupted one would have.
     time_budget : float, optional
-        Seconds; training stops after ``steps`` or ``time_budget``, whichever comes first.
+        Seconds this call may train; training stops after ``steps`` or ``time_budget``, whichever comes first.
     optimizer : {"adam", "sgd"}
         ``sgd`` uses momentum 0.99 like the paper.
     learning_rate : float, optional
@@ -207,7 +210,7 @@ class TrainConfig:
     dropout: float = 0.5
     tile_size: int | None = None
     batch_size: int = 1
-    steps: int = 1000
+    steps: int | None = None
     time_budget: float | None = None
     optimizer: str = "adam"
     learning_rate: float | None = None
@@ -260,6 +263,8 @@ def check_config(config: TrainConfig) -> None:
         bad(f"unlabelled must be one of {UNLABELLED}, got {config.unlabelled!r}.")
     for name in ("steps", "batch_size", "val_every", "checkpoint_every", "base_channels", "depth"):
         value = getattr(config, name)
+        if name == "steps" and value is None:
+            continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             bad(f"{name} must be a positive integer, got {value!r}; use e.g. {name}=1 or more.")
     if config.optimizer not in OPTIMIZERS:

@@ -18,18 +18,19 @@ import torch
 
 from .. import shapes
 from ..augment import PlaneStore, sample_batch
-from ..devices import resolve_device
+from ..devices import cudnn_autotune, resolve_device
+from ..errors import UNetInputError
 from ..model import UNet
 from ..model_io import save_model
 from ..normalization import Normalization
 from ..progress import Progress, ProgressLike, run
 from .checkpoint import best_path, read_resume, restore, training_state
-from .config import TrainConfig, check_config
+from .config import DEFAULT_STEPS, TrainConfig, check_config
 from .data import Plane, auto_tile_size, check_classes, make_planes, weight_map
 from .history import Clock, new_history, record_step, record_validation
 from .inputs import check_pairs, check_validation
 from .loss import weighted_loss
-from .network import Precision, build_model, make_optimizer, seeded_generator
+from .network import Precision, RandomStreams, build_model, make_optimizer
 from .split import split
 from .validate import validate
 
@@ -99,19 +100,23 @@ class _Session:
 
     def __init__(self, config: TrainConfig, data: _Data, payload: dict | None):
         self.config, self.data, self.device = config, data, data.device
-        self.generator = seeded_generator(config.seed)  # before the network: its initial weights are drawn
-        model = build_model(config, payload, data.in_channels, data.num_classes, data.normalization)
+        self.randomness = RandomStreams(config.seed, self.device)
+        with self.randomness.active():  # the initial weights are the run's first random numbers
+            model = build_model(config, payload, data.in_channels, data.num_classes, data.normalization)
         self.precision = Precision.choose(self.device, config.precision)
         self.model = self.precision.place(model, self.device)
         self.optimizer, learning_rate = make_optimizer(self.model, config)
 
         self.history = new_history()
-        self.step = 0
+        self.step, planned = 0, None
         state = (payload or {}).get("training_state")
         if state:
-            self.step = restore(state, self.optimizer, self.history, self.generator, self.device)
+            self.step, planned = restore(state, self.optimizer, self.history, self.randomness)
+        self.first_step = self.step
+        self.stop_at = _stop_at(config, self.step, planned, resumed=bool(state))
         elapsed_before = float(self.history.get("elapsed_seconds") or 0.0)
         self.history["stopped"] = False
+        self.history.pop("diverged", None)
         self.history.update(
             device=str(self.device),
             tile_size=data.tile,
@@ -119,42 +124,64 @@ class _Session:
             learning_rate=learning_rate,
             train_planes=len(data.planes),
             val_planes=len(data.val_planes),
+            stop_reason=None,
         )
         self.store = PlaneStore([(p.image, p.target, p.weight) for p in data.planes], self.device)
         self.augmentation = config.augmentation
         self.clock = Clock(elapsed_before)
 
+    def done(self) -> bool:
+        return self.stop_at is not None and self.step >= self.stop_at
+
+    def total_estimate(self) -> int:
+        """The step training will end at: the step limit, or where the time budget will run out at this speed."""
+        budget = self.config.time_budget
+        limit = self.stop_at if self.stop_at is not None else None
+        if budget is not None and self.step > self.first_step:
+            rate = (self.step - self.first_step) / max(self.clock.seconds(), 1e-9)
+            by_time = self.step + max(0, round(rate * (budget - self.clock.seconds())))
+            limit = by_time if limit is None else min(limit, by_time)
+        return max(self.step, limit if limit is not None else self.step)
+
     def train_step(self) -> float | None:
-        """One optimisation step; returns its loss, or None (with a warning) if the loss was not finite."""
+        """One optimisation step; returns its loss, or None (with a warning) if the loss or a gradient was not
+        finite, in which case the weights are left as the last finite step made them."""
         config, model = self.config, self.model
         t0 = time.perf_counter()
         image, target, weight = sample_batch(
-            self.store, self.data.tile, int(config.batch_size), self.augmentation, self.generator
+            self.store, self.data.tile, int(config.batch_size), self.augmentation, self.randomness.augment
         )
         if self.precision.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so that the data time is measured, not queued
         t1 = time.perf_counter()
-        with self.precision.autocast(self.device):
-            logits = model(image)
-        loss = weighted_loss(logits, target, weight)
-        if not torch.isfinite(loss.detach()):
-            # Diverged: stop before the step so that the weights kept (and saved) are the last good ones.
-            warnings.warn(
-                f"training diverged at step {self.step + 1} (loss {float(loss.detach())}); stopped and kept the "
-                f"weights of step {self.step}. Lower the learning rate.",
-                stacklevel=3,  # the caller driving the generator
-            )
-            self.history["stopped"] = self.history["diverged"] = True
-            return None
-        self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
+        with self.randomness.active(), cudnn_autotune(self.device):
+            with self.precision.autocast(self.device):
+                logits = model(image)
+            loss = weighted_loss(logits, target, weight)
+            if not torch.isfinite(loss.detach()):
+                return self._diverged(f"loss {float(loss.detach())}")
+            self.optimizer.zero_grad(set_to_none=True)
+            if not self.precision.backward_and_step(loss, self.optimizer, model.parameters()):
+                return self._diverged("a gradient was not finite")
         loss_value = float(loss.detach())
         self.clock.add_step(t0, t1, time.perf_counter())
         self.step += 1
         record_step(self.history, self.step, loss_value)
         return loss_value
+
+    def _diverged(self, what: str) -> None:
+        # Stopped before the update, so the weights kept (and saved) are those of the last finite step.
+        warnings.warn(
+            f"training diverged at step {self.step + 1} ({what}); stopped and kept the weights of step {self.step}. "
+            f"Lower the learning rate (now {self.history['learning_rate']:g}) and train again.",
+            stacklevel=4,  # the caller driving the generator
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.history["stopped"] = self.history["diverged"] = True
+        self.history["stop_reason"] = "diverged"
+        return None
 
     def validate_and_keep_best(self) -> dict[str, Any]:
         """Score the validation planes; a new best model goes to ``best_path(config.save_path)``."""
@@ -167,20 +194,43 @@ class _Session:
         self._stamp_metadata()
         state = None
         if with_state:
-            state = training_state(self.optimizer, self.step, self.history, self.generator, self.device, self.config)
+            state = training_state(self.optimizer, self.step, self.stop_at, self.history, self.randomness, self.config)
         save_model(self.model, path, training_state=state)
 
-    def finish(self) -> TrainResult:
-        """Eval mode, metadata filled in, a final checkpoint written (when there is a ``save_path``)."""
+    def finish(self, reason: str) -> TrainResult:
+        """Record why training ended, validate a last time if the last step was not validated, put the model in
+        eval mode with its metadata, and write the final checkpoint (when there is a ``save_path``)."""
+        history = self.history
+        history["stop_reason"] = history.get("stop_reason") or reason
+        history["stopped"] = history["stop_reason"] in ("stopped", "diverged")
+        validated = history["val_step"] and history["val_step"][-1] == self.step
+        if self.step > self.first_step and not validated:
+            self.validate_and_keep_best()
         self.model.eval()
         self._stamp_metadata()
         if self.config.save_path:
             self.save(self.config.save_path, with_state=True)
-        return TrainResult(self.model, self.history)
+        return TrainResult(self.model, history)
 
     def _stamp_metadata(self) -> None:
         self.clock.stamp(self.history)
         self.model.metadata = {"train_config": self.config.to_dict(), "history": self.history}
+
+
+def _stop_at(config: TrainConfig, step: int, planned: int | None, resumed: bool) -> int | None:
+    """The step this call ends at (None: only the time budget ends it)."""
+    if config.steps is not None:
+        return step + int(config.steps)
+    if resumed and planned is not None:
+        if planned <= step:
+            raise UNetInputError(
+                f"{config.resume_from!r} already finished its {planned} planned steps; pass steps=N to train N "
+                f"more (or a time_budget)."
+            )
+        return planned
+    if config.time_budget is not None:
+        return None
+    return step + DEFAULT_STEPS
 
 
 def iter_train(
@@ -219,41 +269,46 @@ def iter_train(
     Notes
     -----
     Closing the generator (or ``should_stop()`` becoming true, or a KeyboardInterrupt) stops training after
-    saving the current weights to ``config.save_path``; ``history["stopped"]`` is then True.
+    a last validation, saving the current weights to ``config.save_path``; ``history["stopped"]`` is then True.
+    ``history["stop_reason"]`` says why training ended: ``"steps"``, ``"time_budget"``, ``"stopped"`` (by the
+    caller) or ``"diverged"`` (a non-finite loss or gradient; the weights are those of the last finite step).
     """
     config = TrainConfig() if config is None else config
     check_config(config)
     # Everything is validated before any work: the resume file, then all pairs, then the classes.
     payload = read_resume(config)
     session = _Session(config, _prepare(images, labels, config, validation, names, payload), payload)
-    history = session.history
 
     session.model.train()
     try:
-        while session.step < config.steps:
+        while not session.done():
             if session.clock.out_of_time(config.time_budget):
-                break
+                return session.finish("time_budget")
             if should_stop is not None and should_stop():
-                history["stopped"] = True
-                break
+                return session.finish("stopped")
             loss = session.train_step()
             if loss is None:
-                break
+                return session.finish("diverged")
             step = session.step
-            info: dict[str, Any] = {"step": step, "loss": loss, "model": session.model}
-            last = step == config.steps or session.clock.out_of_time(config.time_budget)
+            info: dict[str, Any] = {
+                "step": step,
+                "loss": loss,
+                "model": session.model,
+                "elapsed_seconds": session.clock.seconds(),
+                "time_budget": config.time_budget,
+            }
+            last = session.done() or session.clock.out_of_time(config.time_budget)
             if step % config.val_every == 0 or last:
                 info["val"] = session.validate_and_keep_best()
-            if config.save_path and step % config.checkpoint_every == 0 and step < config.steps:
+            if config.save_path and step % config.checkpoint_every == 0 and not last:
                 session.save(config.save_path, with_state=True)
-            yield Progress(step, int(config.steps), "train", info)
+            yield Progress(step, session.total_estimate(), "train", info)
     except GeneratorExit:
-        history["stopped"] = True
-        session.finish()
+        session.finish("stopped")
         return None
     except KeyboardInterrupt:
-        history["stopped"] = True
-    return session.finish()
+        return session.finish("stopped")
+    return session.finish("time_budget" if session.clock.out_of_time(config.time_budget) else "steps")
 
 
 def train(

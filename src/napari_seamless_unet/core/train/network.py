@@ -1,8 +1,9 @@
-"""What a run trains with: the seeded random generators, the network, its precision and its optimizer."""
+"""What a run trains with: its own random streams, the network, its precision and its optimizer."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,18 +15,76 @@ from ..normalization import Normalization
 from .config import DEFAULT_LEARNING_RATE, SGD_MOMENTUM, TrainConfig
 
 
-def seeded_generator(seed: int | None) -> torch.Generator:
-    """Seed torch's global RNG (weights, dropout) with ``seed`` and return the augmentation's generator (seed + 1).
+class RandomStreams:
+    """The run's own random numbers, apart from the caller's.
 
-    Without a seed the generator is seeded from the operating system.
+    Weight initialisation and dropout draw from torch's default generators; the run swaps its own states in for
+    each step (``torch.random.fork_rng``) and the caller's back out, so a seeded run is reproducible whatever
+    else uses torch's RNG between steps (a viewer, another model), and the caller's random state is untouched.
+    Augmentation draws from a separate generator (seed + 1).
+
+    Parameters
+    ----------
+    seed : int, optional
+        Without a seed, the streams are seeded from the operating system.
+    device : torch.device
+        The training device (its CUDA generator is the run's own too).
     """
-    generator = torch.Generator()
-    if seed is not None:
-        torch.manual_seed(int(seed))
-        generator.manual_seed(int(seed) + 1)
-    else:
-        generator.seed()
-    return generator
+
+    def __init__(self, seed: int | None, device: torch.device):
+        self.device = device
+        self.augment = torch.Generator()
+        self._cuda = device.type == "cuda"
+        with self._forked():
+            if seed is None:
+                torch.random.default_generator.seed()
+                self.augment.seed()
+                if self._cuda:
+                    torch.cuda.default_generators[self._index].seed()
+            else:
+                torch.random.default_generator.manual_seed(int(seed))
+                self.augment.manual_seed(int(seed) + 1)
+                if self._cuda:
+                    torch.cuda.default_generators[self._index].manual_seed(int(seed))
+            self._save()
+
+    @property
+    def _index(self) -> int:
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
+
+    def _forked(self):
+        return torch.random.fork_rng(devices=[self._index] if self._cuda else [])
+
+    def _save(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(self._index) if self._cuda else None
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Inside: torch's default generators hold the run's states; outside: the caller's, as they were."""
+        with self._forked():
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self._index)
+            try:
+                yield
+            finally:
+                self._save()
+
+    def state(self) -> dict[str, Any]:
+        """For a checkpoint (the keys of format-1 checkpoints: ``torch``, ``augment``, ``cuda``)."""
+        state = {"torch": self.cpu, "augment": self.augment.get_state()}
+        if self.cuda is not None:
+            state["cuda"] = self.cuda
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        if "torch" in state:
+            self.cpu = state["torch"]
+        if "augment" in state:
+            self.augment.set_state(state["augment"])
+        if "cuda" in state and self._cuda:
+            self.cuda = state["cuda"]
 
 
 def build_model(
@@ -66,8 +125,6 @@ class Precision:
         # by default: on CPUs bf16 training was slower for the small networks people train there, and its first
         # steps in a non-main thread (the viewer's worker) took 30x longer (benchmarks/README.md).
         channels_last = device.type in ("cuda", "cpu")
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         if device.type == "cuda" or (device.type == "cpu" and precision in ("bf16", "fp16")):
             amp_dtype = autocast_dtype(device, precision)
         else:
@@ -83,14 +140,23 @@ class Precision:
     def autocast(self, device: torch.device) -> AbstractContextManager:
         return torch.autocast(device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext()
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters) -> bool:
+        """Backpropagate and update; False (and no update) when a gradient is not finite.
+
+        With fp16 the gradient scaler already skips such steps (and lowers its scale), so only float32 and bf16
+        need the check: one fused norm over all gradients.
+        """
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+            return True
+        loss.backward()
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if grads and not torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))):
+            return False
+        optimizer.step()
+        return True
 
 
 def make_optimizer(model: UNet, config: TrainConfig) -> tuple[torch.optim.Optimizer, float]:
