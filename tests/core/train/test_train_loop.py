@@ -44,19 +44,19 @@ def test_same_seed_same_weights(discs, tiny, state_equal):
 
 def test_stop_keeps_weights(discs, tmp_path, tiny, state_equal):
     path = tmp_path / "stop.unet.pt"
-    init = UNet(1, 2, 4, 2, 0.0)
+    initial, h0 = train(*discs, config=tiny(steps=100), should_stop=lambda: True)  # the same run's step 0
+    assert h0["stopped"] and h0["stop_reason"] == "stopped" and h0["step"] == []
+    three, _ = train(*discs, config=tiny(steps=3))  # the same run, three steps
     gen = iter_train(*discs, config=tiny(steps=100, save_path=str(path)))
     events = [next(gen) for _ in range(3)]
     assert [e.done for e in events] == [1, 2, 3] and events[0].total == 100
     gen.close()  # the viewer's Stop button
     saved = load_model(path)
-    assert saved.metadata["history"]["stopped"] is True
-    assert saved.metadata["history"]["step"] == [1, 2, 3]
-    assert not state_equal(saved, init)
-
-    model, history = train(*discs, config=tiny(steps=100), should_stop=lambda: True)
-    assert history["stopped"] and history["step"] == []
-    assert isinstance(model, UNet)
+    history = saved.metadata["history"]
+    assert history["stopped"] is True and history["stop_reason"] == "stopped"
+    assert history["step"] == [1, 2, 3] and history["val_step"] == [3]
+    assert state_equal(saved, three)  # exactly the weights of step 3 ...
+    assert not state_equal(saved, initial)  # ... which training did change
 
 
 def test_keyboard_interrupt_keeps_weights(discs, tmp_path, tiny, state_equal):
