@@ -58,3 +58,20 @@ def test_source_margin_covers_rotation_and_deformation():
     aug = Augmentation(elastic_std=10)
     assert aug.source_margin(100) >= 50 * 2**0.5 + 40
     assert Augmentation(rotation=0, elastic_std=0).source_margin(100) < 55
+
+
+def test_elastic_deformation_is_defined_in_pixels_not_per_tile():
+    """A small tile is deformed as gently as the paper's 572-pixel tile: the same local strain."""
+    from napari_seamless_unet.core.augment import Augmentation, elastic_field
+
+    aug = Augmentation(elastic_std=10.0, elastic_grid=3)
+
+    def strain(tile: int) -> float:
+        g = torch.Generator().manual_seed(0)
+        field = elastic_field(64, tile, aug, g)
+        return float(field.diff(dim=-1).abs().mean())
+
+    small, paper = strain(92), strain(572)
+    assert 0.6 < small / paper < 1.6  # with a 3x3 grid over every tile, the 92-pixel tile would strain ~6x more
+    field = elastic_field(4, 92, aug, torch.Generator().manual_seed(1))
+    assert field.shape == (4, 2, 92, 92) and float(field.abs().max()) <= 40.0

@@ -73,4 +73,6 @@ def test_stitched_equals_single_pass_at_every_depth(case, channels, classes, bat
     model = net(depth, channels, classes)
     image = np.random.default_rng(seed).random((channels, h, w)).astype(np.float32)
     tiled = predict(model, image, axes="CYX", tile_shape=tile, batch_size=batch, device="cpu", precision="fp32")
-    np.testing.assert_allclose(tiled, single_pass(model, image), atol=2e-5)
+    # Equal up to float32 rounding, which differs with the tile's shape (oneDNN picks kernels by shape) and grows
+    # with depth; a stitching error would be of the order of the probabilities themselves.
+    np.testing.assert_allclose(tiled, single_pass(model, image), atol=1e-4)

@@ -60,7 +60,8 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="network size preset: "
         + ", ".join(f"{k} = {b} channels/depth {d}" for k, (b, d) in NETWORK_PRESETS.items())
-        + " (the paper's); auto = paper on a GPU, small on the CPU (default: %(default)s)",
+        + " (the paper's, with its dropout and 572-pixel tiles); auto = chosen for the device and the time budget "
+        "(see the settings printed at the end) (default: %(default)s)",
     )
     train.add_argument("--base-channels", type=positive_int, default=None, help="override the preset's channels")
     train.add_argument("--depth", type=positive_int, default=None, help="override the preset's depth (poolings)")
@@ -84,7 +85,9 @@ def add_parser(subparsers) -> None:
         default=None,
         help="training tile side (a valid input size; default: automatic)",
     )
-    train.add_argument("--batch-size", type=positive_int, default=1, help="tiles per step (default: %(default)s)")
+    train.add_argument(
+        "--batch-size", type=positive_int, default=None, help="tiles per step (default: 1 on CPU, what fits on a GPU)"
+    )
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: %(default)s)")
     train.add_argument("--learning-rate", type=positive_float, default=None, help="default: per optimizer")
     train.add_argument("--validation-images", default=None, help="validation image file or folder (optional)")
@@ -124,6 +127,7 @@ def run(args) -> int:
     base, depth, preset = network_size(args)
     config = make_config(
         task=args.task,
+        preset=preset,
         unlabelled=args.unlabelled,
         ignore_label=args.ignore_label,
         num_classes=args.num_classes,
@@ -145,9 +149,11 @@ def run(args) -> int:
         axes=args.axes,
     )
     if not args.quiet:
+        network = (
+            "network chosen for the device" if preset is None else f"{preset}: {base} base channels, depth {depth}"
+        )
         print(
-            f"training a U-Net for {args.task} ({preset}: {base} base channels, depth {depth}) on {len(images)} "
-            f"image(s): {_schedule_text(config)}",
+            f"training a U-Net for {args.task} ({network}) on {len(images)} image(s): {_schedule_text(config)}",
             file=sys.stderr,
         )
     result, interrupted = run_training(args, images, labels, config, validation)
@@ -166,14 +172,10 @@ def run(args) -> int:
     return 0
 
 
-def network_size(args) -> tuple[int, int, str]:
-    """``(base_channels, depth, preset)`` from ``--size`` (auto: paper on a GPU, small on the CPU) and overrides."""
-    preset = args.size
-    if preset == "auto":
-        import torch
-
-        preset = "paper" if torch.cuda.is_available() and args.device not in ("cpu",) else "small"
-    base, depth = NETWORK_PRESETS[preset]
+def network_size(args) -> tuple[int | None, int | None, str | None]:
+    """``(base_channels, depth, preset)`` from ``--size`` and the overrides; None where the trainer chooses."""
+    preset = None if args.size == "auto" else args.size
+    base, depth = NETWORK_PRESETS[preset] if preset else (None, None)
     if args.base_channels is not None:
         base = args.base_channels
     if args.depth is not None:
@@ -226,6 +228,14 @@ def run_training(args, images, labels, config, validation, desc: str = "training
         return result, ctrl_c.requested
 
 
+STOP_REASONS = {
+    "steps": "all steps done",
+    "time_budget": "the time budget",
+    "stopped": "a stop request",
+    "diverged": "a diverging loss (the weights of the last finite step were kept; lower the learning rate)",
+}
+
+
 def saved_message(path: Path) -> str:
     """What an interrupted run left: the last model saved, or none."""
     if path.exists():
@@ -240,6 +250,15 @@ def history_summary(history: dict | None) -> list[str]:
     if not history:
         return []
     lines = []
+    settings = history.get("settings")
+    if settings:
+        automatic = set(settings.get("automatic") or ())
+        shown = ", ".join(
+            f"{name.replace('_', ' ')} {settings[name]:g}" + (" (auto)" if name in automatic else "")
+            for name in ("base_channels", "depth", "dropout", "tile_size", "batch_size", "learning_rate")
+            if isinstance(settings.get(name), (int, float))
+        )
+        lines.append(f"settings: {shown} on {settings.get('device')}")
     steps, losses = history.get("step") or [], history.get("loss") or []
     if steps:
         lines.append(f"steps trained: {steps[-1]}")
@@ -255,6 +274,7 @@ def history_summary(history: dict | None) -> list[str]:
         if isinstance(history.get(key), (int, float)):
             lines.append(f"training time: {history[key]:.1f} s")
             break
-    if history.get("stopped"):
-        lines.append("stopped early on request")
+    reason = history.get("stop_reason") or ("stopped" if history.get("stopped") else None)
+    if reason:
+        lines.append("ended by: " + STOP_REASONS.get(reason, reason))
     return lines

@@ -29,7 +29,9 @@ class Augmentation:
     elastic_std : float
         Standard deviation in pixels of the random displacements on the coarse grid (paper: 10); 0 disables.
     elastic_grid : int
-        Points per side of the coarse displacement grid (paper: 3).
+        Points per side of the coarse displacement grid over a 572-pixel tile (paper: 3): control points are
+        ``572 / (elastic_grid - 1)`` pixels apart whatever the training tile, so a small tile is deformed as
+        gently as the paper's, not squeezed by the whole grid.
     flip : bool
         Random horizontal and vertical flips.
     rotate90 : bool
@@ -151,12 +153,8 @@ def sample_batch(
     grid = torch.einsum("bij,yxj->byxi", matrix.float().to(dev), base)
     grid = grid + torch.tensor(frac, dtype=torch.float32, device=dev)[:, None, None, :]
     if aug.elastic_std > 0:
-        n = max(2, int(aug.elastic_grid))
-        coarse = torch.randn(batch_size, 2, n, n, generator=g) * aug.elastic_std
-        field = F.interpolate(coarse.to(dev), size=(tile, tile), mode="bicubic", align_corners=True)
-        # Bicubic interpolation can overshoot a little; the clamp keeps every sample inside the source margin.
-        limit = 4.0 * aug.elastic_std
-        grid = grid + field.clamp(-limit, limit).permute(0, 2, 3, 1)
+        field = elastic_field(batch_size, tile, aug, g).to(dev)
+        grid = grid + field.permute(0, 2, 3, 1)
     grid = grid / margin  # patch pixel p maps to (p - margin) / margin with align_corners=True
 
     smooth = F.grid_sample(patch[:, : c + 1], grid, mode="bilinear", padding_mode="reflection", align_corners=True)
@@ -166,6 +164,29 @@ def sample_batch(
     weight = smooth[:, c] * (exact[:, 0] > 0)
     target = exact[:, 1].round().long()
     return _grey_values(image, aug, g), target, weight
+
+
+#: the paper's tile side, over which ``elastic_grid`` points per side are spread
+PAPER_TILE = 572
+
+
+def elastic_field(batch_size: int, tile: int, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """Smooth random displacements ``(B, 2, tile, tile)`` in pixels (x, y), defined in pixels, not per tile.
+
+    Random displacements (standard deviation ``elastic_std``) sit on a coarse grid whose points are
+    ``PAPER_TILE / (elastic_grid - 1)`` pixels apart; bicubic interpolation spreads them to every pixel, and a
+    window of the tile's size is taken at a random place of the interpolated field.
+    """
+    spacing = PAPER_TILE / (max(2, int(aug.elastic_grid)) - 1)
+    n = max(2, math.ceil((tile - 1) / spacing) + 1)
+    span = max(tile, round((n - 1) * spacing) + 1)
+    coarse = torch.randn(batch_size, 2, n, n, generator=generator) * aug.elastic_std
+    field = F.interpolate(coarse, size=(span, span), mode="bicubic", align_corners=True)
+    oy, ox = (int(v) for v in torch.randint(0, span - tile + 1, (2,), generator=generator))
+    field = field[:, :, oy : oy + tile, ox : ox + tile]
+    # Bicubic interpolation can overshoot a little; the clamp keeps every sample inside the source margin.
+    limit = 4.0 * aug.elastic_std
+    return field.clamp(-limit, limit)
 
 
 def _grey_values(image: torch.Tensor, aug: Augmentation, g: torch.Generator) -> torch.Tensor:

@@ -106,7 +106,17 @@ def test_to_dict_is_nested_and_round_trips():
 
 def test_from_dict_reads_the_old_flat_form():
     config = TrainConfig.from_dict(OLD_FLAT)
-    assert config == TrainConfig(task="semantic", steps=20, elastic_std=4.0, flip=False, save_path="m.unet.pt")
+    assert config == TrainConfig(
+        task="semantic",
+        base_channels=64,
+        depth=4,
+        dropout=0.5,
+        batch_size=1,
+        steps=20,
+        elastic_std=4.0,
+        flip=False,
+        save_path="m.unet.pt",
+    )
     assert config.augmentation == Augmentation(elastic_std=4.0, flip=False)
 
 

@@ -44,10 +44,11 @@ def test_same_seed_same_weights(discs, tiny, state_equal):
 
 def test_stop_keeps_weights(discs, tmp_path, tiny, state_equal):
     path = tmp_path / "stop.unet.pt"
-    initial, h0 = train(*discs, config=tiny(steps=100), should_stop=lambda: True)  # the same run's step 0
+    # A constant learning rate, so that runs planned for 3 and for 100 steps take the same first steps.
+    initial, h0 = train(*discs, config=tiny(steps=100, lr_schedule="constant"), should_stop=lambda: True)
     assert h0["stopped"] and h0["stop_reason"] == "stopped" and h0["step"] == []
-    three, _ = train(*discs, config=tiny(steps=3))  # the same run, three steps
-    gen = iter_train(*discs, config=tiny(steps=100, save_path=str(path)))
+    three, _ = train(*discs, config=tiny(steps=3, lr_schedule="constant"))  # the same run, three steps
+    gen = iter_train(*discs, config=tiny(steps=100, save_path=str(path), lr_schedule="constant"))
     events = [next(gen) for _ in range(3)]
     assert [e.done for e in events] == [1, 2, 3] and events[0].total == 100
     gen.close()  # the viewer's Stop button
@@ -90,8 +91,8 @@ def test_progress_carries_the_live_model_and_predicting_keeps_train_mode(discs, 
 
 
 def test_a_non_finite_gradient_stops_before_the_update(discs, tiny, state_equal):
-    two, _ = train(*discs, config=tiny(steps=2))
-    gen = iter_train(*discs, config=tiny(steps=10))
+    two, _ = train(*discs, config=tiny(steps=2, lr_schedule="constant"))
+    gen = iter_train(*discs, config=tiny(steps=10, lr_schedule="constant"))
     model = next(gen).info["model"]
     next(gen)  # two good steps
     # The third step's loss is finite but one gradient is not: the update must not happen.

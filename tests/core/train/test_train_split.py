@@ -1,4 +1,4 @@
-"""The validation split: a seeded share of the planes, never all of them, never none."""
+"""The validation split: a strip of every plane is held out, so no plane is lost to training."""
 
 from __future__ import annotations
 
@@ -10,28 +10,54 @@ from napari_seamless_unet.core.train.data import Plane
 from napari_seamless_unet.core.train.split import split
 
 
-def _planes(n: int) -> list[Plane]:
-    blank = np.zeros((4, 4))
-    return [Plane(blank[None], blank[None], blank, blank > 0, None, name=str(i)) for i in range(n)]
+def _plane(h: int, w: int, name: str = "p") -> Plane:
+    rng = np.random.default_rng(h * 1000 + w)
+    image = rng.random((1, h, w)).astype(np.float32)
+    target = (rng.random((h, w)) > 0.5).astype(np.int64)
+    weight = np.ones((h, w), np.float32)
+    return Plane(image, image.copy(), target, np.ones((h, w), bool), target.copy(), weight, name=name)
 
 
-@pytest.mark.parametrize(("n", "fraction", "n_val"), [(10, 0.2, 2), (10, 0.01, 1), (3, 0.99, 2), (2, 0.5, 1)])
-def test_split_holds_out_a_share(n, fraction, n_val):
-    planes = _planes(n)
-    train, val = split(planes, TrainConfig(validation_fraction=fraction))
-    assert len(val) == n_val and len(train) == n - n_val
-    assert {p.name for p in train} | {p.name for p in val} == {p.name for p in planes}
-    assert not {p.name for p in train} & {p.name for p in val}
+@pytest.mark.parametrize(("h", "w", "fraction"), [(100, 60, 0.2), (60, 100, 0.2), (64, 64, 0.25), (90, 90, 0.1)])
+def test_every_plane_gives_a_strip_to_validation_and_the_rest_to_training(h, w, fraction):
+    plane = _plane(h, w)
+    context = 12
+    train, val = split([plane, _plane(h, w, "q")], TrainConfig(validation_fraction=fraction), context)
+    assert len(train) == len(val) == 2
+    axis = 0 if h >= w else 1
+    size = (h, w)[axis]
+    held = round(fraction * size)
+    t, v = train[0], val[0]
+    assert t.target.shape[axis] == size - held and t.target.shape[1 - axis] == (h, w)[1 - axis]
+    # The training part is exactly the start of the plane.
+    np.testing.assert_array_equal(
+        t.image, plane.image[:, : size - held] if axis == 0 else plane.image[..., : size - held]
+    )
+    # The validation part: the strip plus real context before it; only the strip is scored.
+    assert v.target.shape[axis] == held + context
+    scored = v.scored[axis]
+    assert scored.stop - scored.start == held
+    assert v.valid.sum() == held * (h, w)[1 - axis] and v.weight[~v.valid].max() == 0
+    strip = plane.target[size - held :] if axis == 0 else plane.target[:, size - held :]
+    np.testing.assert_array_equal(v.target[v.scored], strip)
 
 
-def test_split_is_seeded():
-    planes = _planes(20)
-    names = [[p.name for p in split(planes, TrainConfig(seed=s))[1]] for s in (0, 0, 1)]
-    assert names[0] == names[1] != names[2]
+def test_no_pixel_is_trained_on_and_scored():
+    plane = _plane(80, 80)
+    train, val = split([plane], TrainConfig(validation_fraction=0.3), 10)
+    trained_rows = train[0].target.shape[0]
+    first_scored_row = 80 - val[0].target.shape[0] + val[0].scored[0].start
+    assert trained_rows == first_scored_row
 
 
-@pytest.mark.parametrize(("n", "fraction"), [(1, 0.2), (5, 0.0)])
-def test_one_plane_or_no_fraction_validates_on_the_training_planes(n, fraction):
-    planes = _planes(n)
-    train, val = split(planes, TrainConfig(validation_fraction=fraction))
+def test_planes_too_small_for_a_strip_validate_on_the_training_data():
+    planes = [_plane(20, 20)]
+    with pytest.warns(UserWarning, match="too small"):
+        train, val = split(planes, TrainConfig(validation_fraction=0.2), 5)
+    assert train == planes and val == planes
+
+
+def test_no_fraction_validates_on_the_training_planes():
+    planes = [_plane(64, 64)]
+    train, val = split(planes, TrainConfig(validation_fraction=0.0), 5)
     assert train == planes and val == planes

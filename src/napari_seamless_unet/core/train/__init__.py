@@ -10,8 +10,9 @@ The modules, in the order a run uses them:
 - :mod:`.config`: :class:`TrainConfig`, everything that defines a run, and the check of its values;
 - :mod:`.checkpoint`: reading a checkpoint to resume from, what a checkpoint holds, :func:`best_path`;
 - :mod:`.inputs`: the checks of the image/label pairs;
-- :mod:`.data`: planes with class targets, annotation masks and weight maps; :func:`auto_tile_size`;
-- :mod:`.split`: the validation planes held out when none are given;
+- :mod:`.data`: planes with class targets, annotation masks and weight maps;
+- :mod:`.defaults`: what the config leaves open, chosen for the device and the budget;
+- :mod:`.split`: the validation strips held out when none are given;
 - :mod:`.network`: random state, network, precision and optimizer;
 - :mod:`.loss`: :func:`weighted_loss`;
 - :mod:`.validate`: validation through the prediction code;
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 from .checkpoint import best_path
 from .config import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, OPTIMIZERS, SGD_MOMENTUM, UNLABELLED, TrainConfig
-from .data import auto_tile_size
-from .loop import TrainResult, iter_train, train
+from .defaults import resolve as resolve_defaults
+from .loop import TrainResult, iter_train, learning_rate_factor, train
 from .loss import weighted_loss
 
 __all__ = [
@@ -35,9 +36,10 @@ __all__ = [
     "UNLABELLED",
     "TrainConfig",
     "TrainResult",
-    "auto_tile_size",
     "best_path",
     "iter_train",
+    "learning_rate_factor",
+    "resolve_defaults",
     "train",
     "weighted_loss",
 ]

@@ -30,6 +30,7 @@ UNLABELLED = ("background", "ignore")
 # Chosen by measurement on ISBI 2012 and the synthetic discs (benchmarks/bench_train_isbi.py); the loss is a
 # per-pixel mean, so these do not depend on the tile size.
 DEFAULT_LEARNING_RATE = {"adam": 1e-3, "sgd": 1e-3}  # sgd at 1e-2 with momentum 0.99 diverged on ISBI
+LR_SCHEDULES = ("cosine", "constant")
 DEFAULT_STEPS = 1000  # when neither steps nor a time budget is given
 SGD_MOMENTUM = 0.99  # paper: "a high momentum (0.99)"
 
@@ -135,16 +136,20 @@ class TrainConfig:
         A further label value left out of the loss.
     num_classes : int, optional
         Semantic only; inferred from the labels when None.
-    base_channels : int
-        Feature maps of the first level, doubled at each level down (paper: 64).
-    depth : int
-        Number of 2x2 poolings (paper: 4).
-    dropout : float
-        Dropout probability at the end of the contracting path (paper: 0.5).
+    preset : {"tiny", "small", "medium", "paper"}, optional
+        A named network size; ``"paper"`` is the paper's setting (64 channels, depth 4, dropout 0.5, 572-pixel
+        tiles, one a batch). Explicit ``base_channels``/``depth``/... still win.
+    base_channels : int, optional
+        Feature maps of the first level, doubled at each level down (paper: 64). None: chosen for the device
+        (:mod:`~napari_seamless_unet.core.train.defaults`): 16 on CPU and MPS, 64 on CUDA.
+    depth : int, optional
+        Number of 2x2 poolings (paper: 4). None: 4, or less where the smallest image cannot hold its context.
+    dropout : float, optional
+        Dropout probability at the end of the contracting path (paper: 0.5). None: 0 (0.5 for the paper preset).
     tile_size : int, optional
         Side of the training input tile (a valid size for ``depth``); None picks one for the device.
-    batch_size : int
-        Tiles per step.
+    batch_size : int, optional
+        Tiles per step; None: 1 on CPU and MPS, what fits the memory on CUDA.
     steps : int, optional
         Optimisation steps this call takes (on resume: steps *more*). None: until ``time_budget`` runs out when
         there is one, else ``DEFAULT_STEPS`` (1000); on resume, the rest of the interrupted run's plan, so that
@@ -154,7 +159,13 @@ class TrainConfig:
     optimizer : {"adam", "sgd"}
         ``sgd`` uses momentum 0.99 like the paper.
     learning_rate : float, optional
-        Default: 1e-3 for adam and for sgd.
+        The peak learning rate. Default: 1e-3 for adam and for sgd.
+    lr_schedule : {"cosine", "constant"}
+        ``cosine``: a linear warm-up over the first ``warmup`` of the run, then a cosine decay to 2% at its end,
+        the end being the step limit or the time budget, whichever applies (a time-based schedule when training
+        is limited by time). ``constant``: the learning rate throughout.
+    warmup : float
+        Share of the run spent warming up (cosine schedule).
     weight_decay : float
         L2 penalty.
     w0, sigma : float
@@ -205,15 +216,18 @@ class TrainConfig:
     unlabelled: str = "background"
     ignore_label: int | None = None
     num_classes: int | None = None
-    base_channels: int = 64
-    depth: int = 4
-    dropout: float = 0.5
+    preset: str | None = None
+    base_channels: int | None = None
+    depth: int | None = None
+    dropout: float | None = None
     tile_size: int | None = None
-    batch_size: int = 1
+    batch_size: int | None = None
     steps: int | None = None
     time_budget: float | None = None
     optimizer: str = "adam"
     learning_rate: float | None = None
+    lr_schedule: str = "cosine"
+    warmup: float = 0.02
     weight_decay: float = 0.0
     w0: float = 10.0
     sigma: float = 5.0
@@ -263,7 +277,7 @@ def check_config(config: TrainConfig) -> None:
         bad(f"unlabelled must be one of {UNLABELLED}, got {config.unlabelled!r}.")
     for name in ("steps", "batch_size", "val_every", "checkpoint_every", "base_channels", "depth"):
         value = getattr(config, name)
-        if name == "steps" and value is None:
+        if name in ("steps", "batch_size", "base_channels", "depth") and value is None:
             continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             bad(f"{name} must be a positive integer, got {value!r}; use e.g. {name}=1 or more.")
@@ -277,11 +291,15 @@ def check_config(config: TrainConfig) -> None:
         bad(f"validation_fraction must be in [0, 1), got {config.validation_fraction!r}.")
     if config.w0 < 0 or config.sigma <= 0:
         bad(f"need w0 >= 0 and sigma > 0 for the weight map, got w0={config.w0}, sigma={config.sigma}.")
-    if not 0.0 <= config.dropout < 1.0:
+    if config.lr_schedule not in LR_SCHEDULES:
+        bad(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}.")
+    if not 0.0 <= config.warmup < 1.0:
+        bad(f"warmup must be a share of the run in [0, 1), got {config.warmup!r}.")
+    if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
         bad(f"dropout must be in [0, 1), got {config.dropout!r}.")
     if config.num_classes is not None and (config.task != "semantic" or config.num_classes < 2):
         bad("num_classes applies to task='semantic' only and must be >= 2 (instances always use 2 classes).")
-    if config.tile_size is not None:
+    if config.tile_size is not None and config.depth is not None:
         shapes.check_input_shape((int(config.tile_size),) * 2, int(config.depth), what="training tile")
     Normalization.from_any(config.normalization)
     if not isinstance(config.augmentation, Augmentation):

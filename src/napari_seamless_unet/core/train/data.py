@@ -7,14 +7,11 @@ weight map is computed once per plane.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .. import axes as ax
-from .. import shapes
 from ..errors import UNetInputError
 from ..normalization import Normalization, apply_statistics
 from ..weights import class_weights, instance_weight_map, separate_touching
@@ -32,6 +29,7 @@ class Plane:
     objects: np.ndarray | None  # (H, W) instance ids (instances task)
     weight: np.ndarray | None = None  # (H, W) loss weights, 0 where not annotated
     name: str = ""
+    scored: tuple[slice, slice] | None = None  # validation: the region scored (the rest is context); None = all
 
 
 def annotated(labels: np.ndarray, config: TrainConfig) -> np.ndarray:
@@ -119,10 +117,3 @@ def weight_map(plane: Plane, config: TrainConfig, num_classes: int) -> np.ndarra
     if config.balance_classes:
         return class_weights(plane.target, plane.valid, num_classes)
     return plane.valid.astype(np.float32)
-
-
-def auto_tile_size(depth: int, device: torch.device, plane_shapes: Sequence[tuple[int, int]]) -> int:
-    """Training tile side: about 388 output pixels on a GPU (572 for the paper's network), 64 on a CPU."""
-    target = 388 if device.type == "cuda" else 64
-    largest = max(min(s) for s in plane_shapes)
-    return shapes.input_size_for_output(max(4, min(target, largest)), depth)

@@ -79,7 +79,8 @@ def _check_pair(image, labels, axes: str | None, index: int, config: TrainConfig
             f"or positive ids. Shift or relabel them, e.g. skimage.segmentation.relabel_sequential."
         )
     labels = labels.astype(np.int64)
-    shapes.check_context(labels.shape[-2:], int(config.depth), name)
+    if config.depth is not None:  # an automatic depth is chosen to fit the smallest image (train.defaults)
+        shapes.check_context(labels.shape[-2:], int(config.depth), name)
     valid = annotated(labels, config)
     if not valid.any():
         raise UNetInputError(

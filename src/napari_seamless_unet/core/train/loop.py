@@ -8,6 +8,7 @@ network, precision, optimizer, random state and history (from a checkpoint when 
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -26,7 +27,8 @@ from ..normalization import Normalization
 from ..progress import Progress, ProgressLike, run
 from .checkpoint import best_path, read_resume, restore, training_state
 from .config import DEFAULT_STEPS, TrainConfig, check_config
-from .data import Plane, auto_tile_size, check_classes, make_planes, weight_map
+from .data import Plane, check_classes, make_planes, weight_map
+from .defaults import resolve
 from .history import Clock, new_history, record_step, record_validation
 from .inputs import check_pairs, check_validation
 from .loss import weighted_loss
@@ -53,10 +55,15 @@ class TrainResult(NamedTuple):
     model: UNet
     history: dict
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings the run used, those the config left open chosen for the device (``"automatic"``)."""
+        return self.history.get("settings") or {}
+
 
 @dataclass
 class _Data:
-    """A run's checked inputs, ready to train on."""
+    """A run's checked inputs, ready to train on, and the settings resolved for them."""
 
     planes: list[Plane]
     val_planes: list[Plane]
@@ -64,11 +71,16 @@ class _Data:
     num_classes: int
     normalization: Normalization
     device: torch.device
-    tile: int
+    config: TrainConfig  # every architecture and schedule field set (train.defaults)
+    settings: dict[str, Any]
+
+    @property
+    def tile(self) -> int:
+        return int(self.config.tile_size)
 
 
 def _prepare(images, labels, config: TrainConfig, validation, names, payload: dict | None) -> _Data:
-    """Check all pairs, then the classes, then the tile, before the first slow step (the weight maps)."""
+    """Check all pairs, then the classes, then resolve the settings, before the first slow step (weight maps)."""
     resumed = payload["config"] if payload else None
     train_pairs, in_channels = check_pairs(
         images, labels, config, "training", resumed["in_channels"] if resumed else None, names
@@ -81,24 +93,23 @@ def _prepare(images, labels, config: TrainConfig, validation, names, payload: di
     if val_planes:
         check_classes(val_planes, config, num_classes)
     device = resolve_device(config.device)
-    depth = int(resumed["depth"]) if resumed else int(config.depth)
-    tile = (
-        int(config.tile_size) if config.tile_size else auto_tile_size(depth, device, [p.target.shape for p in planes])
-    )
-    shapes.check_input_shape((tile, tile), depth, what="training tile")
+    config, settings = resolve(config, device, [p.target.shape for p in planes], resumed)
+    for plane in planes + (val_planes or []):
+        shapes.check_context(plane.target.shape, int(config.depth), plane.name)
 
     # The work starts here: weight maps once per plane.
     for plane in planes + (val_planes or []):
         plane.weight = weight_map(plane, config, num_classes)
     if val_planes is None:
-        planes, val_planes = split(planes, config)
-    return _Data(planes, val_planes, in_channels, num_classes, normalization, device, tile)
+        planes, val_planes = split(planes, config, shapes.halo(int(config.depth)))
+    return _Data(planes, val_planes, in_channels, num_classes, normalization, device, config, settings)
 
 
 class _Session:
     """The live state of one run, and what the loop does with it: a step, a validation, a save."""
 
-    def __init__(self, config: TrainConfig, data: _Data, payload: dict | None):
+    def __init__(self, data: _Data, payload: dict | None):
+        config = data.config
         self.config, self.data, self.device = config, data, data.device
         self.randomness = RandomStreams(config.seed, self.device)
         with self.randomness.active():  # the initial weights are the run's first random numbers
@@ -125,7 +136,9 @@ class _Session:
             train_planes=len(data.planes),
             val_planes=len(data.val_planes),
             stop_reason=None,
+            settings=data.settings,
         )
+        self.base_lr = float(config.learning_rate)
         self.store = PlaneStore([(p.image, p.target, p.weight) for p in data.planes], self.device)
         self.augmentation = config.augmentation
         self.clock = Clock(elapsed_before)
@@ -163,6 +176,7 @@ class _Session:
             if not torch.isfinite(loss.detach()):
                 return self._diverged(f"loss {float(loss.detach())}")
             self.optimizer.zero_grad(set_to_none=True)
+            self._set_learning_rate()
             if not self.precision.backward_and_step(loss, self.optimizer, model.parameters()):
                 return self._diverged("a gradient was not finite")
         loss_value = float(loss.detach())
@@ -170,6 +184,20 @@ class _Session:
         self.step += 1
         record_step(self.history, self.step, loss_value)
         return loss_value
+
+    def run_fraction(self) -> float:
+        """How far this step is through the run: by steps, or by time when a time budget ends it sooner."""
+        fractions = []
+        if self.stop_at is not None:
+            fractions.append((self.step + 1) / max(1, self.stop_at))
+        if self.config.time_budget is not None:
+            fractions.append(self.clock.seconds() / self.config.time_budget)
+        return min(1.0, max(fractions))
+
+    def _set_learning_rate(self) -> None:
+        lr = self.base_lr * learning_rate_factor(self.run_fraction(), self.config.lr_schedule, self.config.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _diverged(self, what: str) -> None:
         # Stopped before the update, so the weights kept (and saved) are those of the last finite step.
@@ -215,6 +243,16 @@ class _Session:
     def _stamp_metadata(self) -> None:
         self.clock.stamp(self.history)
         self.model.metadata = {"train_config": self.config.to_dict(), "history": self.history}
+
+
+def learning_rate_factor(fraction: float, schedule: str, warmup: float) -> float:
+    """The share of the peak learning rate at ``fraction`` (0..1) of a run: linear warm-up, then cosine to 2%."""
+    if schedule == "constant":
+        return 1.0
+    if fraction < warmup:
+        return max(fraction, 1e-3) / warmup
+    progress = (fraction - warmup) / max(1e-9, 1.0 - warmup)
+    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _stop_at(config: TrainConfig, step: int, planned: int | None, resumed: bool) -> int | None:
@@ -277,7 +315,8 @@ def iter_train(
     check_config(config)
     # Everything is validated before any work: the resume file, then all pairs, then the classes.
     payload = read_resume(config)
-    session = _Session(config, _prepare(images, labels, config, validation, names, payload), payload)
+    session = _Session(_prepare(images, labels, config, validation, names, payload), payload)
+    config = session.config  # resolved: no field left to the defaults
 
     session.model.train()
     try:

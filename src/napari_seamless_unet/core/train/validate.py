@@ -40,8 +40,9 @@ def validate(model: UNet, planes: list[Plane], device: torch.device) -> dict[str
         counts += int((weight > 0).sum())
         pred = probs.argmax(0)
         confusion_iou.append(iou_per_class(pred, plane.target, model.num_classes, plane.valid))
-        if model.task == "instances" and plane.valid.all():
-            aps.append(average_precision(label_foreground(pred == 1), plane.objects))
+        region = plane.scored or (slice(None), slice(None))
+        if model.task == "instances" and plane.valid[region].all():
+            aps.append(average_precision(label_foreground(pred[region] == 1), plane.objects[region]))
     model.train()
     per_class = np.nanmean(np.stack(confusion_iou), axis=0) if confusion_iou else np.array([])
     result = {"loss": losses / max(1, counts), "iou_per_class": [float(x) for x in per_class]}

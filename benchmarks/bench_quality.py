@@ -1,0 +1,178 @@
+"""Segmentation quality of a default training: what a new user gets with only a time budget.
+
+Trains with ``TrainConfig(task=..., time_budget=..., device=...)`` and nothing else on three data sets, and
+prints a table:
+
+- **ISBI 2012** (``../shared/data/isbi2012``): semantic membrane/cell segmentation; slices 0-19 train, 20-24
+  test. Pixel error and Rand error (``skimage.metrics.adapted_rand_error`` on the connected components of the
+  cells, 4-connectivity) of the test slices, each at the best threshold of the cell probability.
+- **Touching discs** (``core.synthetic.touching_discs``): instances; two 256x256 images train, two others test.
+- **Clustered nuclei** (``core.synthetic.clustered_nuclei``): instances; clusters of touching nuclei of varied
+  size, brightness and blur with Poisson noise; three 512x512 images train, two others test.
+
+For the instance sets: AP@0.5 (matched / (matched + false + missed), IoU > 0.5) and the mean IoU of the matched
+objects, from :func:`napari_seamless_unet.segment` with its default post-processing.
+
+Examples::
+
+    python benchmarks/bench_quality.py                          # all three, the issue's budgets, CPU
+    python benchmarks/bench_quality.py --only discs --budget-discs 40
+    python benchmarks/bench_quality.py --only isbi --budget-isbi 600 --json isbi.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def isbi_data(path: Path):
+    import tifffile
+
+    volume = tifffile.imread(path / "train-volume.tif").astype(np.float32)
+    cells = (tifffile.imread(path / "train-labels.tif") == 255).astype(np.int32)  # class 1 = cell, 0 = membrane
+    return (list(volume[:20]), list(cells[:20])), (volume[20:25], cells[20:25])
+
+
+def isbi_scores(cell_probability: np.ndarray, truth: np.ndarray) -> dict:
+    """Pixel and Rand error of each threshold; the best of each (they may come from different thresholds)."""
+    from skimage.metrics import adapted_rand_error
+
+    truth_cells = [ndimage.label(t)[0] for t in truth]
+    pixel, rand = {}, {}
+    for t in THRESHOLDS:
+        cells = cell_probability > t
+        pixel[float(t)] = float(np.mean(cells != truth.astype(bool)))
+        errors = [adapted_rand_error(gt, ndimage.label(c)[0])[0] for gt, c in zip(truth_cells, cells)]
+        rand[float(t)] = float(np.mean(errors))
+    best_pixel = min(pixel, key=pixel.get)
+    best_rand = min(rand, key=rand.get)
+    return {
+        "pixel_error": pixel[best_pixel],
+        "pixel_threshold": best_pixel,
+        "rand_error": rand[best_rand],
+        "rand_threshold": best_rand,
+    }
+
+
+def instance_scores(predicted: list[np.ndarray], truth: list[np.ndarray]) -> dict:
+    from napari_seamless_unet.core.metrics import instance_iou_matrix
+
+    matched = found = true = 0
+    ious: list[float] = []
+    for p, t in zip(predicted, truth):
+        iou = instance_iou_matrix(p, t)  # (true objects, predicted objects)
+        hits = iou[iou > 0.5]  # above 0.5 a match is one-to-one
+        matched += hits.size
+        ious += hits.tolist()
+        true += iou.shape[0]
+        found += iou.shape[1]
+    return {
+        "ap50": matched / max(1, found + true - matched),
+        "mean_matched_iou": float(np.mean(ious)) if ious else float("nan"),
+        "objects_found": found,
+        "objects_true": true,
+    }
+
+
+def discs_data():
+    from napari_seamless_unet.core.synthetic import touching_discs
+
+    pairs = [touching_discs((256, 256), n_objects=40, seed=s) for s in range(4)]
+    return ([p[0] for p in pairs[:2]], [p[1] for p in pairs[:2]]), (
+        [p[0] for p in pairs[2:]],
+        [p[1] for p in pairs[2:]],
+    )
+
+
+def nuclei_data():
+    from napari_seamless_unet.core.synthetic import clustered_nuclei
+
+    pairs = [clustered_nuclei((512, 512), n_clusters=14, per_cluster=(4, 10), seed=100 + s) for s in range(5)]
+    return ([p[0] for p in pairs[:3]], [p[1] for p in pairs[:3]]), (
+        [p[0] for p in pairs[3:]],
+        [p[1] for p in pairs[3:]],
+    )
+
+
+def run(name: str, budget: float, device: str, seed: int) -> dict:
+    from napari_seamless_unet import TrainConfig, predict, segment, train
+
+    task = "semantic" if name == "isbi" else "instances"
+    (images, labels), (test_images, test_labels) = {
+        "isbi": lambda: isbi_data(ISBI),
+        "discs": discs_data,
+        "nuclei": nuclei_data,
+    }[name]()
+    config = TrainConfig(task=task, time_budget=budget, device=device, seed=seed)
+    started = time.perf_counter()
+    model, history = train(images, labels, config=config)
+    train_seconds = time.perf_counter() - started
+    result = {
+        "data": name,
+        "budget_s": budget,
+        "train_s": round(train_seconds, 1),
+        "steps": len(history["step"]),
+        "stop_reason": history.get("stop_reason"),
+        "settings": history.get("settings"),
+    }
+    started = time.perf_counter()
+    if name == "isbi":
+        probability = np.stack([predict(model, im, device=device)[1] for im in test_images])
+        result.update(isbi_scores(probability, test_labels))
+    else:
+        predicted = [segment(model, im, device=device) for im in test_images]
+        result.update(instance_scores(predicted, test_labels))
+    result["predict_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="isbi,discs,nuclei", help="comma-separated: isbi, discs, nuclei")
+    parser.add_argument("--budget-isbi", type=float, default=600.0)
+    parser.add_argument("--budget-discs", type=float, default=40.0)
+    parser.add_argument("--budget-nuclei", type=float, default=300.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    import torch
+
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    results = []
+    for name in args.only.split(","):
+        budget = getattr(args, f"budget_{name}")
+        result = run(name, budget, args.device, args.seed)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    print()
+    print(
+        "| data | budget | steps | ended by | pixel error | Rand error | AP@0.5 | mean matched IoU | objects (found/true) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+
+        def f(key: str, r: dict = r) -> str:
+            return f"{r[key]:.3f}" if key in r else ""
+
+        objects = f"{r['objects_found']}/{r['objects_true']}" if "objects_true" in r else ""
+        print(
+            f"| {r['data']} | {r['budget_s']:g} s | {r['steps']} | {r['stop_reason']} | {f('pixel_error')} | "
+            f"{f('rand_error')} | {f('ap50')} | {f('mean_matched_iou')} | {objects} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

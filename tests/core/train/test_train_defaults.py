@@ -1,0 +1,54 @@
+"""Defaults that fit the device: what the config leaves open is chosen, recorded, and never overrides the user."""
+
+from __future__ import annotations
+
+import torch
+
+from napari_seamless_unet.core.model_io import load_model
+from napari_seamless_unet.core.train import TrainConfig, learning_rate_factor, resolve_defaults, train
+
+
+def test_cpu_defaults_are_a_small_network_without_dropout():
+    config, settings = resolve_defaults(TrainConfig(), torch.device("cpu"), [(512, 512)])
+    assert (config.base_channels, config.depth, config.dropout, config.batch_size) == (16, 4, 0.0, 1)
+    assert config.tile_size == 228 + 184  # about 228 output pixels a side
+    assert set(settings["automatic"]) == {
+        "base_channels",
+        "depth",
+        "dropout",
+        "tile_size",
+        "batch_size",
+        "learning_rate",
+    }
+
+
+def test_explicit_values_and_presets_win():
+    config, settings = resolve_defaults(TrainConfig(base_channels=8, tile_size=252), torch.device("cpu"), [(512, 512)])
+    assert config.base_channels == 8 and config.tile_size == 252 and "base_channels" not in settings["automatic"]
+    paper, _ = resolve_defaults(TrainConfig(preset="paper"), torch.device("cpu"), [(512, 512)])
+    assert (paper.base_channels, paper.depth, paper.dropout, paper.tile_size) == (64, 4, 0.5, 572)
+
+
+def test_the_automatic_depth_fits_the_smallest_image():
+    config, _ = resolve_defaults(TrainConfig(), torch.device("cpu"), [(512, 512), (60, 300)])
+    assert config.depth == 3  # depth 4 needs 92 pixels of context, depth 3 needs 44
+
+
+def test_the_resolved_settings_are_recorded_in_the_model_file(tmp_path, device):
+    from napari_seamless_unet.core.synthetic import touching_discs
+
+    image, labels = touching_discs((128, 128), n_objects=8, seed=0)
+    path = tmp_path / "auto.unet.pt"
+    config = TrainConfig(base_channels=4, depth=2, steps=2, save_path=str(path), device=device)
+    result = train([image], [labels], config=config)
+    stored = load_model(path).metadata
+    assert stored["history"]["settings"] == result.settings
+    assert result.settings["base_channels"] == 4 and "base_channels" not in result.settings["automatic"]
+    assert "tile_size" in result.settings["automatic"] and result.settings["device"].startswith(device)
+    assert stored["train_config"]["tile_size"] == result.settings["tile_size"]  # the stored config is complete
+
+
+def test_learning_rate_warms_up_then_decays_to_a_small_share():
+    factors = [learning_rate_factor(f, "cosine", 0.1) for f in (0.0, 0.05, 0.1, 0.55, 1.0)]
+    assert factors[0] < factors[1] < factors[2] == 1.0 > factors[3] > factors[4] == 0.02
+    assert learning_rate_factor(0.7, "constant", 0.1) == 1.0
