@@ -23,7 +23,7 @@ def test_learns_touching_discs(tiny):
     """
     torch.set_num_threads(min(2, torch.get_num_threads()))
     pairs = [touching_discs((128, 128), n_objects=14, radius=(8, 14), seed=s) for s in range(3)]
-    config = tiny(base_channels=8, tile_size=100, batch_size=2, steps=400, learning_rate=3e-3, val_every=400)
+    config = tiny(base_channels=8, tile_size=100, batch_size=2, steps=400, learning_rate=6e-3, val_every=400)
     model, history = train([p[0] for p in pairs], [p[1] for p in pairs], config=config)
     image, labels = touching_discs((128, 128), n_objects=14, radius=(8, 14), seed=99)
     prob = predict(model, image, device="cpu")
