@@ -363,3 +363,23 @@ def test_planes_are_linked_only_to_their_neighbour():
     for z in (0, 2, 3):  # plane 1 never comes: 2 does not continue 0, 3 continues 2
         labeller.add({"Z": z}, square)
     assert (out[0, 10, 10], out[2, 10, 10], out[3, 10, 10]) == (1, 2, 2)
+
+
+def test_cancelled_segment_keeps_the_planes_it_finished():
+    from napari_seamless_unet.core.errors import Cancelled
+
+    image = stack_of_discs(4)
+    model = oracle()
+    full = segment(model, image, tile_shape=(60, 60))
+    seen = []
+    with pytest.raises(Cancelled) as stop:
+        segment(
+            model,
+            image,
+            tile_shape=(60, 60),  # 5 x 5 tiles a plane
+            progress=lambda done, total: seen.append(done),
+            should_stop=lambda: seen[-1] >= 50,  # two planes of four
+        )
+    partial = stop.value.partial
+    np.testing.assert_array_equal(partial[:2], full[:2])  # labelled as soon as predicted
+    assert not partial[2:].any()
