@@ -383,3 +383,15 @@ def test_cancelled_segment_keeps_the_planes_it_finished():
     partial = stop.value.partial
     np.testing.assert_array_equal(partial[:2], full[:2])  # labelled as soon as predicted
     assert not partial[2:].any()
+
+
+def test_labels_from_classes_label_like_segment():
+    from napari_seamless_unet.core.postprocess import labels_from_classes
+
+    _, truth = touching_discs((100, 120), n_objects=15, seed=4)
+    classes = (separate_touching(truth) > 0).astype(np.uint8)
+    expected = instances_from_probabilities(probabilities(classes), min_size=9)
+    np.testing.assert_array_equal(labels_from_classes(classes, "instances", min_size=9), expected)
+    plain = labels_from_classes(classes, "instances", restore_borders=False, fill_holes=False)
+    assert_same_partition(plain, ndimage.label(classes)[0])
+    np.testing.assert_array_equal(labels_from_classes(classes, "semantic"), classes)

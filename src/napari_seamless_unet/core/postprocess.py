@@ -39,11 +39,12 @@ def label_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
-def labels_from_classes(classes: np.ndarray, task: str, min_size: int = 0) -> np.ndarray:
-    """One 2D plane of class ids as labels: the class ids for a semantic model, the foreground's connected
-    components for an instance model (no borders restored, no holes filled; see :func:`label_plane`)."""
+def labels_from_classes(classes: np.ndarray, task: str, min_size: int = 0, **options) -> np.ndarray:
+    """One 2D plane of class ids as :func:`~napari_seamless_unet.segment` labels it: the class ids for a semantic
+    model; for an instance model, the objects of its foreground (class 1) by :func:`label_plane` with ``options``
+    (``fill_holes``, ``method``, ``restore_borders``), what ``segment`` gives at ``threshold=0.5``."""
     if task == "instances":
-        return label_foreground(classes == 1, min_size=min_size)
+        return label_plane(np.asarray(classes) == 1, min_size=min_size, **options)
     return classes
 
 
