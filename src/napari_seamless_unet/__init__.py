@@ -3,6 +3,7 @@
 The public API is the pure compute core (numpy + torch; importing it imports neither napari nor Qt)::
 
     from napari_seamless_unet import UNet, TrainConfig, train, predict, segment, save_model, load_model
+    from napari_seamless_unet import instances_from_probabilities  # tune instances on saved probabilities
 
 The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
 ``--help`` do not import torch.
@@ -20,6 +21,7 @@ except ImportError:  # pragma: no cover - running from a source tree without an 
 
 if TYPE_CHECKING:
     from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
+    from .core.instances import instances_from_probabilities
     from .core.model import UNet
     from .core.model_io import load_model, save_model
     from .core.normalization import Normalization
@@ -33,6 +35,7 @@ _LAZY = {
     "InvalidShapeError": ".core.errors",
     "ModelFileError": ".core.errors",
     "UNetInputError": ".core.errors",
+    "instances_from_probabilities": ".core.instances",
     "UNet": ".core.model",
     "load_model": ".core.model_io",
     "save_model": ".core.model_io",
@@ -63,6 +66,7 @@ __all__ = [
     "__version__",
     "choose_tile_shape",
     "halo",
+    "instances_from_probabilities",
     "iter_predict",
     "iter_segment",
     "iter_train",

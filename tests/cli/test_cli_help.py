@@ -27,7 +27,9 @@ def _imported_modules(*argv: str) -> set[str]:
     return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines}
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["segment", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["segment", "--help"], ["postprocess", "--help"], ["demo", "--help"]]
+)
 def test_help_imports_neither_torch_nor_napari(argv):
     modules = _imported_modules(*argv)
     assert "napari_seamless_unet" in modules

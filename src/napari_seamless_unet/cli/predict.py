@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._common import ProgressBar, add_run_options, axes_letters, check_device, positive_int, tile_size
+from .postprocess import add_instance_options, instance_options
 
 #: command -> (help, what it writes, the ``output`` of the core's prediction)
 COMMANDS = {
@@ -61,7 +62,7 @@ def add_parser(subparsers) -> None:
             help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
         )
         if name == "segment":
-            sub.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
+            add_instance_options(sub)
         add_run_options(sub)
         sub.set_defaults(handler=run)
 
@@ -101,7 +102,7 @@ def run(args) -> int:
         }
         with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
             if output == "labels":
-                result = segment(model, image, min_size=args.min_size, progress=bar, **kwargs)
+                result = segment(model, image, progress=bar, **instance_options(args), **kwargs)
             else:
                 result = predict(model, image, progress=bar, **kwargs)
         if not to_zarr:

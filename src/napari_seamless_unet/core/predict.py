@@ -20,9 +20,9 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
     predict_tiles,
     shrink_after_oom,
 )
+from .instances import ForegroundSink, StackLabeller
 from .model import UNet
 from .normalization import apply_statistics
-from .postprocess import BLOCKWISE_PIXELS, _PlaneView, label_foreground_blockwise, labels_from_classes
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
@@ -289,15 +289,29 @@ def segment(
     precision: str = "auto",
     out=None,
     min_size: int = 0,
+    threshold: float = 0.5,
+    fill_holes: bool = True,
+    method: str = "components",
+    restore_borders: bool = True,
+    link_planes: bool = False,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Label image of ``image``: class ids for a semantic model, instance labels for an instance model.
 
-    Instances are the connected components of the foreground (class 1) in each plane; the weight map used in
-    training keeps a gap between touching objects, which is what separates them. Takes the arguments of
-    :func:`predict`; ``min_size`` removes instances smaller than that many pixels. The result has the image's
-    shape without its channel axis; dtype uint8 for semantic models, int32 for instances.
+    Takes the arguments of :func:`predict`. For an instance model, the foreground probability of each plane is
+    turned into objects as soon as the plane is predicted, exactly as
+    ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities is
+    held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
+    are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
+    used in training keeps a gap between touching objects, which is what separates them; ``restore_borders``
+    gives that gap back to the objects. Ids are unique across a stack. These options do nothing for a
+    semantic model (the argmax class of each pixel).
+
+    Returns
+    -------
+    numpy.ndarray (or ``out``)
+        The image's shape without its channel axis; int32 for instances, uint8 class ids for semantic models.
     """
     if out is None:
         out = allocate_output(model, image, axes=axes, output="labels")
@@ -312,6 +326,11 @@ def segment(
             precision=precision,
             out=out,
             min_size=min_size,
+            threshold=threshold,
+            fill_holes=fill_holes,
+            method=method,
+            restore_borders=restore_borders,
+            link_planes=link_planes,
         ),
         progress,
         should_stop,
@@ -320,22 +339,40 @@ def segment(
 
 
 def iter_segment(
-    model: UNet, image, *, axes: str | None = None, out=None, min_size: int = 0, name: str = "image", **kwargs
+    model: UNet,
+    image,
+    *,
+    axes: str | None = None,
+    out=None,
+    min_size: int = 0,
+    threshold: float = 0.5,
+    fill_holes: bool = True,
+    method: str = "components",
+    restore_borders: bool = True,
+    link_planes: bool = False,
+    name: str = "image",
+    **kwargs,
 ) -> Generator[Progress, None, np.ndarray]:
-    """Generator form of :func:`segment` (see :func:`iter_predict`)."""
+    """Generator form of :func:`segment` (see :func:`iter_predict`); planes are labelled as they are finished."""
     image = _as_array(image)
-    labels = yield from iter_predict(model, image, axes=axes, output="labels", out=out, name=name, **kwargs)
-    if model.task == "instances":
-        resolved = ax.resolve_axes(image.shape, axes, model.in_channels, name)
-        spatial = ax.spatial_axes(resolved)
-        planes = list(ax.iter_planes(labels.shape, spatial))
-        y_axis, x_axis = spatial.index("Y"), spatial.index("X")
-        for i, plane in enumerate(planes):
-            index = ax.image_index(spatial, plane, slice(None), slice(None))
-            if isinstance(labels, np.ndarray) and labels.shape[y_axis] * labels.shape[x_axis] <= BLOCKWISE_PIXELS:
-                labels[index] = labels_from_classes(labels[index], model.task, min_size)
-            else:  # zarr outputs and huge planes: never hold a whole plane in memory
-                prefix = ax.image_index(spatial, plane, None, None)
-                label_foreground_blockwise(_PlaneView(labels, prefix, y_axis, x_axis), min_size=min_size)
-            yield Progress(i + 1, len(planes), "label")
-    return labels
+    if model.task != "instances":
+        return (yield from iter_predict(model, image, axes=axes, output="labels", out=out, name=name, **kwargs))
+    axes = _check_image(model, image, axes, name)
+    expected, spatial = output_layout(model, image.shape, axes, "labels")
+    if out is None:
+        out = np.zeros(expected, dtype=output_dtype(model, "labels"))
+    else:
+        check_out(out, expected, model, "labels", name)
+    labeller = StackLabeller(
+        out,
+        spatial,
+        threshold=threshold,
+        min_size=min_size,
+        fill_holes=fill_holes,
+        method=method,
+        restore_borders=restore_borders,
+        link_planes=link_planes,
+    )
+    sink = ForegroundSink(labeller, model.num_classes)
+    yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)
+    return out

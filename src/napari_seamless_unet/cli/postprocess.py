@@ -1,0 +1,142 @@
+"""``seamless-unet postprocess``: instance labels from saved probability maps, without the network.
+
+Also holds the instance options that ``segment`` shares (:func:`add_instance_options`), so that a threshold or a
+minimum size tuned on a probability map written by ``seamless-unet predict`` gives the same labels as
+``seamless-unet segment`` with the same options. Runs on numpy and scipy alone: it never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ._common import axes_letters
+
+
+def probability(text: str) -> float:
+    """A threshold: a number at least 0 and below 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 <= value < 1 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a probability at least 0 and below 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def add_instance_options(parser: argparse.ArgumentParser) -> None:
+    """The options that turn foreground probabilities into objects (instance models only)."""
+    group = parser.add_argument_group("instances (instance models only)")
+    group.add_argument(
+        "--threshold",
+        type=probability,
+        default=0.5,
+        help="foreground where its probability is above this (default: %(default)s)",
+    )
+    group.add_argument("--min-size", type=non_negative_int, default=0, help="drop objects smaller than this (pixels)")
+    group.add_argument(
+        "--fill-holes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill the holes of each object (default: yes)",
+    )
+    group.add_argument(
+        "--method",
+        choices=("components", "watershed"),
+        default="components",
+        help="objects are the connected components of the foreground, or a watershed that also splits objects "
+        "joined by a neck (default: %(default)s)",
+    )
+    group.add_argument(
+        "--no-restore-borders",
+        dest="restore_borders",
+        action="store_false",
+        help="leave the gap the network keeps between touching objects (default: give it back to them)",
+    )
+    group.add_argument(
+        "--link-planes",
+        action="store_true",
+        help="give an object one id through the planes of a stack (matched by overlap); default: new ids per plane",
+    )
+
+
+def instance_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``segment`` and ``instances_from_probabilities`` from parsed options."""
+    return {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "fill_holes": args.fill_holes,
+        "method": args.method,
+        "restore_borders": args.restore_borders,
+        "link_planes": args.link_planes,
+    }
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``postprocess`` command to ``subparsers``."""
+    sub = subparsers.add_parser(
+        "postprocess",
+        help="turn saved probabilities into instance labels (no network)",
+        description="Turn probability maps written by 'seamless-unet predict' with an instance model into "
+        "instance labels, without running the network: tune --threshold, --min-size and the rest here, then "
+        "use the same options with 'seamless-unet segment'.",
+    )
+    sub.add_argument("inputs", nargs="+", help="probability maps (TIFF, zarr, npy) or folders of them")
+    sub.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, named <name>_labels.tif)",
+    )
+    sub.add_argument(
+        "--format",
+        choices=("tif", "zarr"),
+        default=None,
+        help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
+    )
+    sub.add_argument(
+        "--axes",
+        type=axes_letters,
+        default=None,
+        help="axes of the input with C the classes, e.g. CYX, CZYX, ZCYX (default: from the file, else C first)",
+    )
+    add_instance_options(sub)
+    sub.add_argument("-q", "--quiet", action="store_true", help="no summaries")
+    sub.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    """Label every input, writing TIFFs whole and zarr outputs plane by plane."""
+    import numpy as np
+
+    from ..core.instances import instances_from_probabilities, probability_axes
+    from ..io import create_zarr_output, list_images, open_image, output_paths, write_tiff
+
+    inputs = [p for path in args.inputs for p in list_images(path)]
+    for src, dst in zip(inputs, output_paths(inputs, args.output, "labels", args.format)):
+        data, file_axes = open_image(src)
+        axes = probability_axes(data.shape, args.axes or file_axes)
+        shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
+        out_axes = axes.replace("C", "")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        to_zarr = dst.suffix.lower() == ".zarr"
+        out = None
+        if to_zarr:
+            out = create_zarr_output(dst, shape, np.int32, out_axes, {"source": str(src), "output": "labels"})
+        result = instances_from_probabilities(data, axes=axes, out=out, **instance_options(args))
+        if not to_zarr:
+            write_tiff(dst, result, out_axes)
+        if not args.quiet:
+            found = "" if to_zarr else f", {len(np.unique(result[result > 0]))} objects"
+            print(f"{src} -> {dst} (labels {'x'.join(map(str, shape))} {out_axes}{found})")
+    return 0

@@ -1,0 +1,348 @@
+"""Instance labels of a whole image or stack from an instance model's class probabilities.
+
+:func:`instances_from_probabilities` turns :func:`~napari_seamless_unet.predict`'s output for an instance
+model into labels, so that the threshold, the sizes and the method can be tuned on a saved probability map
+without running the network again; :func:`~napari_seamless_unet.segment` does the same plane by plane while
+it predicts (through :class:`ForegroundSink`), with the same result. Each plane is labelled by
+:func:`~napari_seamless_unet.core.postprocess.label_plane`; ids are unique across a stack and, with
+``link_planes``, an object keeps its id from plane to plane. Numpy and scipy only (no torch).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
+
+from . import axes as ax
+from .errors import UNetInputError
+from .postprocess import BLOCKWISE_PIXELS, METHODS, _PlaneView, label_foreground_blockwise, label_plane
+
+#: an object takes the id of the object of the previous plane it overlaps with at least this IoU
+LINK_IOU = 0.3
+#: side of the blocks in which planes larger than BLOCKWISE_PIXELS are labelled
+BLOCK = 4096
+
+
+def check_instance_options(threshold: float, min_size: int, method: str) -> None:
+    """Refuse a threshold outside [0, 1), a negative ``min_size`` or an unknown method, before any work."""
+    if not 0 <= threshold < 1:
+        raise UNetInputError(f"threshold must be at least 0 and below 1 (a probability), got {threshold}")
+    if int(min_size) != min_size or min_size < 0:
+        raise UNetInputError(f"min_size must be a whole number of pixels >= 0, got {min_size}")
+    if method not in METHODS:
+        raise UNetInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def match_objects(
+    previous: np.ndarray, current: np.ndarray, min_iou: float = LINK_IOU
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairs of objects of two label images that overlap with IoU >= ``min_iou``.
+
+    Among the pairs above ``min_iou``, the matching maximises the total IoU (``linear_sum_assignment`` within
+    each group of objects that overlap one another; most groups are a single pair). The overlaps are counted
+    sparsely, so the cost grows with the pixels, not with the product of the object counts.
+
+    Returns
+    -------
+    previous_ids, current_ids : int64 arrays of the same length
+        ``current_ids[k]`` matches ``previous_ids[k]``.
+    """
+    previous, current = np.asarray(previous), np.asarray(current)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    both = (previous > 0) & (current > 0)
+    if not both.any():
+        return none
+    base = int(current.max()) + 1
+    keys, inter = np.unique(previous[both].astype(np.int64) * base + current[both], return_counts=True)
+    p, c = keys // base, keys % base
+    p_ids, p_area = np.unique(previous[previous > 0], return_counts=True)
+    union = p_area[np.searchsorted(p_ids, p)] + np.bincount(current.ravel(), minlength=base)[c] - inter
+    good = inter >= min_iou * union
+    p, c, iou = p[good], c[good], inter[good] / union[good]
+    if not len(p):
+        return none
+    rows, cols = np.unique(p, return_inverse=True)[1], np.unique(c, return_inverse=True)[1]
+    nr, nc = rows.max() + 1, cols.max() + 1
+    graph = sparse.coo_matrix((np.ones(len(p)), (rows, nr + cols)), shape=(nr + nc, nr + nc))
+    group = connected_components(graph, directed=False)[1][rows]
+    sizes = np.bincount(group)
+    single = sizes[group] == 1
+    take_p, take_c = [p[single]], [c[single]]
+    for g in np.flatnonzero(sizes > 1):  # objects that overlap several others: the best one-to-one assignment
+        k = np.flatnonzero(group == g)
+        pu, pi = np.unique(p[k], return_inverse=True)
+        cu, ci = np.unique(c[k], return_inverse=True)
+        table = np.zeros((len(pu), len(cu)))
+        table[pi, ci] = iou[k]
+        r, s = linear_sum_assignment(table, maximize=True)
+        ok = table[r, s] > 0
+        take_p.append(pu[r[ok]])
+        take_c.append(cu[s[ok]])
+    return np.concatenate(take_p), np.concatenate(take_c)
+
+
+class StackLabeller:
+    """Writes the instance labels of a stack into ``out`` plane by plane, in any order of arrival.
+
+    Ids are unique across the stack: each plane's objects get the ids after the largest id given so far. With
+    ``link_planes``, an object of a plane takes the id of the object of the previous plane it matches
+    (:func:`match_objects`); only planes next to each other along the last stack axis (Z of TZYX, the only
+    one of ZYX or TYX) are linked.
+
+    Planes larger than :data:`BLOCKWISE_PIXELS` are labelled block by block in ``out`` itself, in bounded
+    memory: threshold, ``min_size`` and unique ids only. There, ``method="watershed"`` and ``link_planes``
+    are refused and ``fill_holes`` and ``restore_borders`` are skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        out,
+        axes: str,
+        *,
+        threshold: float = 0.5,
+        min_size: int = 0,
+        fill_holes: bool = True,
+        method: str = "components",
+        restore_borders: bool = True,
+        link_planes: bool = False,
+    ):
+        check_instance_options(threshold, min_size, method)
+        self.out, self.axes = out, axes
+        self.threshold, self.link_planes = float(threshold), bool(link_planes)
+        self.options = {
+            "threshold": self.threshold,
+            "min_size": int(min_size),
+            "fill_holes": bool(fill_holes),
+            "method": method,
+            "restore_borders": bool(restore_borders),
+        }
+        self.y_axis, self.x_axis = axes.index("Y"), axes.index("X")
+        self.plane_shape = (int(out.shape[self.y_axis]), int(out.shape[self.x_axis]))
+        self.blockwise = self.plane_shape[0] * self.plane_shape[1] > BLOCKWISE_PIXELS
+        self.count = 0  # the largest id given so far
+        self._previous: tuple[dict, np.ndarray] | None = None
+        if self.blockwise:
+            size = "x".join(map(str, self.plane_shape))
+            if method != "components" or link_planes:
+                what = "method='watershed'" if method != "components" else "link_planes"
+                raise UNetInputError(
+                    f"planes of {size} pixels are labelled block by block, which cannot do {what}; use "
+                    f"method='components' and link_planes=False, or crop the image into smaller planes."
+                )
+            skipped = [name for name in ("fill_holes", "restore_borders") if self.options[name]]
+            if skipped:
+                warnings.warn(
+                    f"planes of {size} pixels are labelled block by block: {' and '.join(skipped)} skipped "
+                    f"(only threshold and min_size apply there).",
+                    stacklevel=3,
+                )
+
+    def _index(self, plane: dict, y=slice(None), x=slice(None)) -> tuple:
+        return ax.image_index(self.axes, plane, y, x)
+
+    def add(self, plane: dict, probability: np.ndarray) -> None:
+        """Label one in-memory plane of foreground probabilities and write it to ``out``."""
+        labels = label_plane(probability, **self.options)
+        n = int(labels.max(initial=0))
+        lut = np.zeros(n + 1, dtype=np.int64)
+        lut[1:] = np.arange(self.count + 1, self.count + n + 1)
+        if self.link_planes and self._follows_previous(plane):
+            matched_p, matched_c = match_objects(self._previous[1], labels)
+            fresh = np.ones(n + 1, dtype=bool)
+            fresh[0] = False
+            fresh[matched_c] = False
+            lut[1:] = 0
+            lut[matched_c] = matched_p
+            lut[fresh] = np.arange(self.count + 1, self.count + int(fresh.sum()) + 1)
+        labels = lut[labels].astype(np.int32)
+        self.count = max(self.count, int(lut.max(initial=0)))
+        self.out[self._index(plane)] = labels
+        self._previous = (dict(plane), labels) if self.link_planes else None
+
+    def _follows_previous(self, plane: dict) -> bool:
+        if self._previous is None or not plane:
+            return False
+        last = list(plane)[-1]
+        before = self._previous[0]
+        return all(before[a] == plane[a] for a in plane if a != last) and before[last] + 1 == plane[last]
+
+    def add_block(self, plane: dict, y: slice, x: slice, probability: np.ndarray) -> None:
+        """Block-wise planes: write a block's foreground (``probability > threshold``) as class ids to ``out``."""
+        self.out[self._index(plane, y, x)] = (np.asarray(probability) > self.threshold).astype(self.out.dtype)
+
+    def finish_blockwise(self, plane: dict) -> None:
+        """Block-wise planes: label the classes that :meth:`add_block` wrote, in place and block by block."""
+        view = _PlaneView(self.out, self._index(plane, None, None), self.y_axis, self.x_axis)
+        self.count += label_foreground_blockwise(
+            view, min_size=self.options["min_size"], block=BLOCK, offset=self.count
+        )
+
+
+class ForegroundSink:
+    """The ``out`` that :func:`~napari_seamless_unet.core.predict.iter_predict` writes probabilities to in
+    :func:`~napari_seamless_unet.segment`: it keeps the foreground probability of the current plane only (for
+    block-wise planes, not even that: each tile's classes go straight to the labels) and hands each plane to
+    the :class:`StackLabeller` as soon as all its tiles are written, so memory holds one plane, not the stack.
+    """
+
+    def __init__(self, labeller: StackLabeller, num_classes: int):
+        self.labeller = labeller
+        self.shape = (num_classes, *labeller.out.shape)
+        self.dtype = np.dtype(np.float32)
+        self._buffer = None if labeller.blockwise else np.zeros(labeller.plane_shape, dtype=np.float32)
+        self._written = 0
+
+    def __setitem__(self, index: tuple, values: np.ndarray) -> None:
+        spatial = index[1:]
+        lab = self.labeller
+        y, x = spatial[lab.y_axis], spatial[lab.x_axis]
+        plane = {a: spatial[i] for i, a in enumerate(lab.axes) if a not in "YX"}
+        if y.start == 0 and x.start == 0:  # the first tile of a plane, or of a retry after running out of memory
+            self._written = 0
+        probability = np.asarray(values[1], dtype=np.float32)
+        if self._buffer is None:
+            lab.add_block(plane, y, x, probability)
+        else:
+            self._buffer[y, x] = probability
+        self._written += probability.size
+        if self._written == lab.plane_shape[0] * lab.plane_shape[1]:
+            if self._buffer is None:
+                lab.finish_blockwise(plane)
+            else:
+                lab.add(plane, self._buffer)
+            self._written = 0
+
+
+def probability_axes(shape, axes: str | None = None) -> str:
+    """Axes of a probability map, with C the class axis: ``axes`` checked, or ``C`` + YX/ZYX/TZYX by default.
+
+    Axes without C (the image's) get C in front, where :func:`~napari_seamless_unet.predict` puts it.
+    """
+    ndim = len(shape)
+    if axes is None:
+        if not 3 <= ndim <= 5:
+            raise UNetInputError(
+                f"probabilities of shape {tuple(shape)}: expected 3 to 5 dimensions, classes first (CYX ... CTZYX)."
+            )
+        axes = "C" + "TZYX"[5 - ndim :]
+    axes = str(axes).upper().replace("S", "C")
+    if "C" not in axes and len(axes) == ndim - 1:
+        axes = "C" + axes
+    valid = len(axes) == ndim == len(set(axes)) and set(axes) <= set("TZCYX") and set("CYX") <= set(axes)
+    if not valid:
+        raise UNetInputError(
+            f"axes {axes!r} do not fit probabilities of shape {tuple(shape)}: give one letter per dimension among "
+            f"T, Z, C, Y, X with C the classes, e.g. {'C' + 'TZYX'[5 - min(max(ndim, 3), 5) :]!r}."
+        )
+    classes = shape[axes.index("C")]
+    if classes != 2:
+        raise UNetInputError(
+            f"probabilities have {classes} classes on axis C, but instances need 2 (background, foreground): the "
+            f"output of predict() for an instance model."
+        )
+    return axes
+
+
+def instances_from_probabilities(
+    probabilities,
+    *,
+    axes: str | None = None,
+    threshold: float = 0.5,
+    min_size: int = 0,
+    fill_holes: bool = True,
+    method: str = "components",
+    restore_borders: bool = True,
+    link_planes: bool = False,
+    out=None,
+) -> np.ndarray:
+    """Instance labels from an instance model's class probabilities, plane by plane.
+
+    Parameters
+    ----------
+    probabilities : array-like
+        What :func:`~napari_seamless_unet.predict` returns for an instance model: float probabilities of
+        shape ``(2, *spatial)`` (background, foreground); numpy, zarr or dask, read one plane at a time.
+    axes : str, optional
+        Its axes, C the classes (e.g. ``"CYX"``, ``"CZYX"``, ``"ZCYX"`` as an ImageJ TIFF stores them); axes
+        without C are those of ``spatial``. Default: ``C`` followed by YX, ZYX or TZYX.
+    threshold : float
+        Foreground is ``probability > threshold`` (0.5: the class the network finds more likely).
+    min_size : int
+        Objects of fewer foreground pixels are removed (before borders and holes are given back).
+    fill_holes : bool
+        Fill each object's holes.
+    method : {"components", "watershed"}
+        Objects are the connected components (4-connectivity) of the foreground, or the regions of a seeded
+        watershed on its distance transform, which also splits objects joined by a neck
+        (:func:`~napari_seamless_unet.core.postprocess.watershed_instances`).
+    restore_borders : bool
+        Give the background between touching objects (channels at most 2 pixels wide, the gap the training
+        target cuts between them) back to the nearer object, so that objects come back whole
+        (:func:`~napari_seamless_unet.core.postprocess.restore_borders`). Objects never grow elsewhere.
+    link_planes : bool
+        Give an object one id through a stack: each object takes the id of the object of the previous plane
+        (along the last stack axis: Z of TZYX) that it overlaps with IoU >= 0.3, one to one (see
+        :func:`match_objects`); the others get new ids. Without it, every plane's objects get new ids.
+    out : array-like, optional
+        Where to write the labels (e.g. a zarr array): shape ``spatial``, an integer dtype of 32 bits or more.
+
+    Returns
+    -------
+    numpy.ndarray (or ``out``)
+        int32 labels of shape ``spatial`` (0 background), unique across the whole stack.
+
+    Notes
+    -----
+    Planes larger than ``BLOCKWISE_PIXELS`` (4096 x 4096) are labelled block by block in bounded memory,
+    where only ``threshold``, ``min_size`` and unique ids apply: ``method="watershed"`` and ``link_planes``
+    raise :class:`~napari_seamless_unet.UNetInputError` there, ``fill_holes`` and ``restore_borders`` are
+    skipped with a warning. Smaller planes are read and labelled whole, one at a time, whatever ``out`` is.
+    """
+    if not (hasattr(probabilities, "shape") and hasattr(probabilities, "dtype")):
+        probabilities = np.asarray(probabilities)
+    if np.dtype(probabilities.dtype).kind != "f":
+        raise UNetInputError(
+            f"probabilities have dtype {probabilities.dtype}; expected floats between 0 and 1 (predict's output)."
+        )
+    axes = probability_axes(probabilities.shape, axes)
+    spatial_axes = ax.spatial_axes(axes)
+    shape = tuple(int(n) for n, a in zip(probabilities.shape, axes) if a != "C")
+    if out is None:
+        out = np.zeros(shape, dtype=np.int32)
+    elif tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "iu" or np.dtype(out.dtype).itemsize < 4:
+        raise UNetInputError(
+            f"out has shape {tuple(out.shape)} and dtype {out.dtype}; expected shape {shape} and an integer dtype "
+            f"of 32 bits or more (e.g. int32) for instance ids."
+        )
+    labeller = StackLabeller(
+        out,
+        spatial_axes,
+        threshold=threshold,
+        min_size=min_size,
+        fill_holes=fill_holes,
+        method=method,
+        restore_borders=restore_borders,
+        link_planes=link_planes,
+    )
+    c_axis = axes.index("C")
+
+    def foreground(plane: dict, y, x) -> np.ndarray:
+        index = list(ax.image_index(axes, plane, y, x))
+        index[c_axis] = 1
+        return np.asarray(probabilities[tuple(index)])
+
+    h, w = labeller.plane_shape
+    for plane in ax.iter_planes(shape, spatial_axes):
+        if labeller.blockwise:
+            for y in range(0, h, BLOCK):
+                for x in range(0, w, BLOCK):
+                    rows, cols = slice(y, min(y + BLOCK, h)), slice(x, min(x + BLOCK, w))
+                    labeller.add_block(plane, rows, cols, foreground(plane, rows, cols))
+            labeller.finish_blockwise(plane)
+        else:
+            labeller.add(plane, foreground(plane, slice(None), slice(None)))
+    return out
