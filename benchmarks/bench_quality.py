@@ -104,7 +104,7 @@ def nuclei_data():
     )
 
 
-def run(name: str, budget: float, device: str, seed: int) -> dict:
+def run(name: str, budget: float, device: str, seed: int, overrides: dict | None = None) -> dict:
     from napari_seamless_unet import TrainConfig, predict, segment, train
 
     task = "semantic" if name == "isbi" else "instances"
@@ -113,7 +113,7 @@ def run(name: str, budget: float, device: str, seed: int) -> dict:
         "discs": discs_data,
         "nuclei": nuclei_data,
     }[name]()
-    config = TrainConfig(task=task, time_budget=budget, device=device, seed=seed)
+    config = TrainConfig(task=task, time_budget=budget, device=device, seed=seed, **(overrides or {}))
     started = time.perf_counter()
     model, history = train(images, labels, config=config)
     train_seconds = time.perf_counter() - started
@@ -145,6 +145,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a TrainConfig setting instead of its default, for experiments (e.g. --set base_channels=8)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -152,7 +159,9 @@ def main() -> None:
     results = []
     for name in args.only.split(","):
         budget = getattr(args, f"budget_{name}")
-        result = run(name, budget, args.device, args.seed)
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        result = run(name, budget, args.device, args.seed, overrides)
+        result["overrides"] = overrides
         results.append(result)
         print(json.dumps(result), flush=True)
     print()

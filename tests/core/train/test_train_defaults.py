@@ -52,3 +52,27 @@ def test_learning_rate_warms_up_then_decays_to_a_small_share():
     factors = [learning_rate_factor(f, "cosine", 0.1) for f in (0.0, 0.05, 0.1, 0.55, 1.0)]
     assert factors[0] < factors[1] < factors[2] == 1.0 > factors[3] > factors[4] == 0.02
     assert learning_rate_factor(0.7, "constant", 0.1) == 1.0
+
+
+def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chosen(monkeypatch):
+    from napari_seamless_unet.core.train import defaults
+
+    cost = {2: 0.01, 3: 0.05, 4: 0.2}  # seconds a step by depth
+    monkeypatch.setattr(defaults, "_step_seconds", lambda base, depth, tile, channels, device: cost[depth])
+    cpu = torch.device("cpu")
+    for budget, depth in ((30, 2), (150, 3), (100_000, 4)):
+        config, settings = resolve_defaults(TrainConfig(time_budget=budget), cpu, [(512, 512)])
+        assert config.depth == depth, (budget, settings)
+        assert settings["step_seconds"]
+    # A step limit, a chosen network or a preset: no timing.
+    for given in (TrainConfig(time_budget=30, steps=100), TrainConfig(time_budget=30, depth=4)):
+        config, settings = resolve_defaults(given, cpu, [(512, 512)])
+        assert config.depth == 4 and "step_seconds" not in settings
+
+
+def test_the_timing_probe_leaves_the_random_state_alone():
+    from napari_seamless_unet.core.train.defaults import _step_seconds
+
+    state = torch.get_rng_state()
+    assert _step_seconds(4, 2, 60, (1, 2), torch.device("cpu")) > 0
+    assert torch.equal(state, torch.get_rng_state())

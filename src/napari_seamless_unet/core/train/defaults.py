@@ -31,12 +31,20 @@ GPU = {"base_channels": 64, "depth": 4, "dropout": 0.0, "output_size": 388}
 
 AUTOMATIC = ("base_channels", "depth", "dropout", "tile_size", "batch_size", "learning_rate")
 
+# With a time budget on a CPU or MPS, the network is chosen by measuring a training step of each of these
+# (base channels, depth, output pixels a side), smallest first: the largest that still takes STEPS_WANTED steps
+# within the budget wins. Short budgets want many cheap steps (touching discs in 40 s: 16/2 on 64-pixel outputs
+# reached AP 0.95, 16/4 on 228-pixel outputs 0.57), long ones a deeper network (benchmarks/README.md).
+BUDGET_CANDIDATES = ((16, 2, 64), (16, 3, 100), (16, 4, 132), (16, 4, 228))
+STEPS_WANTED = 2000
+
 
 def resolve(
     config: TrainConfig,
     device: torch.device,
     plane_shapes: Sequence[tuple[int, int]],
     resumed: dict[str, Any] | None = None,
+    channels: tuple[int, int] = (1, 2),
 ) -> tuple[TrainConfig, dict[str, Any]]:
     """Fill in what ``config`` leaves open (None) for ``device``.
 
@@ -51,6 +59,8 @@ def resolve(
         and tiles are not made larger than the largest plane needs.
     resumed : dict, optional
         The architecture of a model training continues from (``UNet.config()``): it is kept.
+    channels : (int, int)
+        Input channels and classes of the network (for timing candidate networks).
 
     Returns
     -------
@@ -73,6 +83,10 @@ def resolve(
         chosen.update({k: SMALL_DEVICE[k] for k in ("base_channels", "depth", "dropout", "batch_size")})
     if resumed:
         chosen.update(base_channels=resumed["base_channels"], depth=resumed["depth"], dropout=resumed["dropout"])
+    timings = None
+    if _fits_budget_by_timing(config, device, resumed):
+        (base, depth, tile), timings = _fastest_network_for_budget(config, device, plane_shapes, channels)
+        chosen.update(base_channels=base, depth=depth, tile_size=tile)
 
     values = {name: getattr(config, name) for name in AUTOMATIC}
     automatic = [name for name, value in values.items() if value is None]
@@ -94,7 +108,70 @@ def resolve(
     shapes.check_input_shape((int(values["tile_size"]),) * 2, depth, what="training tile")
     resolved = dataclasses.replace(config, **values)
     settings = {**values, "device": str(device), "automatic": automatic}
+    if timings:
+        settings["step_seconds"] = timings
     return resolved, settings
+
+
+def _fits_budget_by_timing(config: TrainConfig, device: torch.device, resumed) -> bool:
+    """Whether the network is the trainer's to choose and the time budget is what ends training."""
+    open_network = config.base_channels is None and config.depth is None and config.tile_size is None
+    return (
+        device.type != "cuda"
+        and open_network
+        and config.preset is None
+        and not resumed
+        and config.time_budget is not None
+        and config.steps is None
+    )
+
+
+def _fastest_network_for_budget(
+    config: TrainConfig, device: torch.device, plane_shapes: Sequence[tuple[int, int]], channels: tuple[int, int]
+) -> tuple[tuple[int, int, int], dict[str, float]]:
+    """The largest candidate whose measured step fits ``STEPS_WANTED`` times into the budget."""
+    limit = float(config.time_budget) / STEPS_WANTED
+    smallest = min(min(s) for s in plane_shapes)
+    largest = max(min(s) for s in plane_shapes)
+    best, timings = None, {}
+    for base, depth, output in BUDGET_CANDIDATES:
+        if shapes.halo(depth) > smallest:
+            break  # the context must fit the smallest image
+        tile = shapes.input_size_for_output(max(4, min(output, largest)), depth)
+        seconds = _step_seconds(base, depth, tile, channels, device)
+        timings[f"{base}/{depth}/{tile}"] = round(seconds, 4)
+        if best is None or seconds <= limit:
+            best = (base, depth, tile)
+        if seconds > limit:
+            break
+    return best, timings
+
+
+def _step_seconds(base: int, depth: int, tile: int, channels: tuple[int, int], device: torch.device) -> float:
+    """Seconds of one training step (forward, backward, Adam) of such a network: the best of three steps after two
+    that warm up (the first calls of a shape choose and build its convolution kernels)."""
+    import time
+
+    from ..model import UNet
+
+    with torch.random.fork_rng(devices=[]):  # the probe's random weights must not touch the caller's state
+        model = UNet(channels[0], channels[1], base, depth).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.zeros(1, channels[0], tile, tile, device=device)
+    best = float("inf")
+    for i in range(5):
+        start = time.perf_counter()
+        loss = model(x).float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "mps":
+            torch.mps.synchronize()
+        if i >= 2:
+            best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _tile_size(depth: int, device: torch.device, plane_shapes: Sequence[tuple[int, int]]) -> int:

@@ -93,7 +93,7 @@ def _prepare(images, labels, config: TrainConfig, validation, names, payload: di
     if val_planes:
         check_classes(val_planes, config, num_classes)
     device = resolve_device(config.device)
-    config, settings = resolve(config, device, [p.target.shape for p in planes], resumed)
+    config, settings = resolve(config, device, [p.target.shape for p in planes], resumed, (in_channels, num_classes))
     for plane in planes + (val_planes or []):
         shapes.check_context(plane.target.shape, int(config.depth), plane.name)
 
