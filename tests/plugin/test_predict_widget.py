@@ -7,7 +7,6 @@ import pytest
 
 from napari_seamless_unet import load_model, segment
 from napari_seamless_unet.plugin._predict_widget import FROM_FILE, PREDICTION_KEY, PredictWidget
-from napari_seamless_unet.plugin._registry import registry
 
 TIMEOUT = 60_000
 
@@ -49,7 +48,7 @@ def test_segment_adds_a_labels_layer_like_the_image(qtbot, viewer, model_path, n
     assert widget.last_labels is layer.data and widget.last_layer is layer
     assert widget.last_model is not None and widget.last_model.depth == 2
     # A loaded file is offered again as a model of this session.
-    assert model_path.name in registry.names()
+    assert model_path.name in widget.registry.names()
     assert widget.progress_bar.value() == 1000
 
 
@@ -108,7 +107,7 @@ def test_current_plane_only_fills_the_plane_shown(qtbot, make_napari_viewer, for
     assert not layer.data[[0, 1, 3]].any()
     # A second plane goes into the same layer, not into a new one.
     viewer.dims.set_point(0, 0)
-    widget.model.value = registry.names()[0]
+    widget.model.value = widget.registry.names()[0]
     _run(qtbot, widget)
     assert [ly.name for ly in viewer.layers] == ["stack", "stack labels"]
     assert np.all(layer.data[0] == 1) and np.all(layer.data[2] == 1) and not layer.data[[1, 3]].any()
@@ -156,7 +155,7 @@ def test_cancel_keeps_the_finished_planes(qtbot, make_napari_viewer, foreground_
 def test_a_model_of_the_session_can_be_chosen(qtbot, viewer, model_path, notes):
     widget = _widget(viewer, "cells")
     model = load_model(model_path)
-    name = registry.add(model, "my model")
+    name = widget.registry.add(model, "my model")
     assert widget.model.value == name  # the newest session model becomes the default
     _run(qtbot, widget)
     assert widget.last_model is model

@@ -7,7 +7,6 @@ import pytest
 
 from napari_seamless_unet import load_model
 from napari_seamless_unet.plugin._predict_widget import PredictWidget
-from napari_seamless_unet.plugin._registry import registry
 from napari_seamless_unet.plugin._train_widget import PRESETS, TrainWidget
 
 pytest.importorskip("napari_seamless_unet.core.train")
@@ -60,7 +59,8 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     assert widget.progress_bar.value() == 6
     assert any("Finished step 6" in m for m in notes["info"])
     # The new model is offered (and chosen) in the Segment widget, and segments the image.
-    assert len(registry) == 1 and predict.model.value == registry.names()[0]
+    assert len(widget.registry) == 1 and predict.model.value == widget.registry.names()[0]
+    assert predict.registry is widget.registry
     predict.image.value = viewer.layers["cells"]
     predict.device.value = device
     _run(qtbot, predict)
@@ -115,7 +115,7 @@ def test_no_labels_layer(make_napari_viewer, discs, tmp_path, notes, unchanged):
     assert widget.start() is None
     assert "no Labels layer for 'cells'" in notes["error"][0]
     check()
-    assert len(registry) == 0 and not (tmp_path / "trained.unet.pt").exists()
+    assert len(widget.registry) == 0 and not (tmp_path / "trained.unet.pt").exists()
 
 
 def test_labels_of_another_shape(viewer, tmp_path, notes, unchanged):
@@ -147,7 +147,7 @@ def test_errors_found_by_the_trainer_are_shown(qtbot, viewer, tmp_path, notes, u
     _run(qtbot, widget)
     assert len(notes["error"]) == 1 and "background" in notes["error"][0]
     assert widget.status.value == notes["error"][0]
-    assert widget.last_model is None and len(registry) == 0
+    assert widget.last_model is None and len(widget.registry) == 0
     assert widget.train_button.enabled
     check()
 

@@ -183,11 +183,11 @@ class PredictionJob:
         self._cancel.set()
 
     def run(self) -> Generator[Progress, None, PredictionResult]:
-        labels = allocate_output(self.model, self.image, axes=self.axes, output="labels")
+        # A local reference: the widget may drop ``self.model`` (its registry was emptied) while this runs.
+        model = self.model
+        labels = allocate_output(model, self.image, axes=self.axes, output="labels")
         probs = (
-            allocate_output(self.model, self.image, axes=self.axes, output="probabilities")
-            if self.probabilities
-            else None
+            allocate_output(model, self.image, axes=self.axes, output="probabilities") if self.probabilities else None
         )
         kept = "".join(a for a in self.axes if a in "CYX")
         result = PredictionResult(labels, probs, [], len(self.planes))
@@ -198,9 +198,9 @@ class PredictionJob:
             name = f"{self.name} (plane {plane})" if plane else self.name
             kwargs = {"axes": kept, "tile_shape": self.tile_shape, "device": self.device, "name": name}
             if probs is not None:
-                gen = iter_predict(self.model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
+                gen = iter_predict(model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
             else:
-                gen = iter_segment(self.model, image_plane, out=labels[out_index], min_size=self.min_size, **kwargs)
+                gen = iter_segment(model, image_plane, out=labels[out_index], min_size=self.min_size, **kwargs)
             for event in gen:
                 fraction = event.done / max(1, event.total) if event.stage == "predict" else 1.0
                 yield Progress(int(1000 * (i + fraction) / n), 1000, "predict", {"plane": i, "planes": n})
@@ -214,6 +214,6 @@ class PredictionJob:
                     return result
             if probs is not None:
                 classes = probs[(slice(None), *out_index)].argmax(axis=0)
-                labels[out_index] = labels_from_classes(classes, self.model.task, self.min_size)
+                labels[out_index] = labels_from_classes(classes, model.task, self.min_size)
             result.planes_done.append(plane)
         return result

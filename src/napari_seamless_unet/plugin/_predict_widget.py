@@ -15,6 +15,7 @@ from ..core.model_io import load_model
 from . import _layers
 from ._common import (
     JobRunner,
+    SessionWidget,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -25,7 +26,6 @@ from ._common import (
     report_exception,
 )
 from ._jobs import PredictionJob, PredictionResult
-from ._registry import registry
 
 FROM_FILE = "from file (below)"
 SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
@@ -33,7 +33,7 @@ SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
 PREDICTION_KEY = "seamless_unet_prediction"
 
 
-class PredictWidget(JobRunner, QWidget):
+class PredictWidget(SessionWidget, JobRunner, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -70,7 +70,7 @@ class PredictWidget(JobRunner, QWidget):
         self._target = None
 
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
-        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.model = ComboBox(label="model", choices=lambda _: self._model_choices())
         self.model_file = FileEdit(label="model file", mode="r", filter="*.pt")
         self.model_file.changed.connect(self._on_file_chosen)
         self.tile_size = SpinBox(
@@ -112,13 +112,31 @@ class PredictWidget(JobRunner, QWidget):
 
         pick_default_layer(self.image, viewer, "Image")
         connect_layer_changes(viewer, self.reset_choices)
+        self._attach_registry(viewer)
+        self._on_registry_changed()
+
+    # -- the session's models ------------------------------------------------------------------------------------
+    def _connect_registry(self, registry):
         registry.changed.connect(self._on_registry_changed)
-        self.destroyed.connect(lambda *_: registry.changed.disconnect(self._on_registry_changed))
+
+    def _disconnect_registry(self, registry):
+        registry.changed.disconnect(self._on_registry_changed)
+
+    def _drop_models(self, qt_alive: bool = True) -> None:
+        if self.job is not None and self.running:
+            self.job.cancel()
+        self.last_model = None
+        self._target = None
+        if self.job is not None:
+            self.job.model = None  # a running job keeps its own reference until its plane is done
+        if not self.busy:
+            self.job = self.worker = None
+        if qt_alive:
+            self.model.reset_choices()
 
     # -- choices -------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _model_choices(_widget=None) -> list[str]:
-        return [*registry.names(), FROM_FILE]
+    def _model_choices(self) -> list[str]:
+        return [*(self.registry.names() if self.registry is not None else []), FROM_FILE]
 
     def reset_choices(self, *_):
         self.image.reset_choices()
@@ -126,9 +144,16 @@ class PredictWidget(JobRunner, QWidget):
         pick_default_layer(self.image, self.viewer, "Image")
 
     def _on_registry_changed(self):
+        # Keep no reference to a model the registry dropped (replaced by a newer one of the same file, or cleared).
+        if self.last_model is not None and not self.registry.holds(self.last_model):
+            self.last_model = None
+        if not self.busy:
+            self._target = None
+            if self.job is not None:
+                self.job.model = None
         # A newly trained model becomes the default choice.
         self.model.reset_choices()
-        names = registry.names()
+        names = self.registry.names()
         if names:
             self.model.value = names[0]
 
@@ -139,10 +164,13 @@ class PredictWidget(JobRunner, QWidget):
     # -- inputs --------------------------------------------------------------------------------------------------
     def resolve_model(self):
         """The chosen model; a file is loaded (and listed for the session). Raises ``ModelFileError``."""
-        if self.model.value != FROM_FILE:
+        registry = self.registry
+        if registry is None:
+            raise UNetInputError("this widget was closed: open 'Segment with U-Net' again.")
+        if self.model.value != FROM_FILE and self.model.value in registry:
             return registry.get(self.model.value).model
         path = str(self.model_file.line_edit.value or "").strip()
-        if not path:
+        if not path or self.model.value != FROM_FILE:
             raise UNetInputError("choose a model: train one with 'Train U-Net', or pick a .unet.pt model file.")
         model = load_model(path, device="cpu")
         registry.changed.disconnect(self._on_registry_changed)

@@ -15,6 +15,7 @@ from ..core.progress import Progress
 from . import _layers
 from ._common import (
     JobRunner,
+    SessionWidget,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -25,7 +26,6 @@ from ._common import (
 )
 from ._jobs import Preview, TrainingJob
 from ._plot import LossPlot
-from ._registry import registry
 
 #: Network size presets: label -> (base_channels, depth), largest first.
 PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
@@ -52,7 +52,7 @@ class _PairRow:
             self.labels.value = guess
 
 
-class TrainWidget(JobRunner, QWidget):
+class TrainWidget(SessionWidget, JobRunner, QWidget):
     """Train a U-Net on image layers and their Labels layers.
 
     Attributes
@@ -68,13 +68,15 @@ class TrainWidget(JobRunner, QWidget):
     worker : napari thread worker or None
         The worker running ``job``.
     last_model : UNet or None
-        The last trained model (also listed in the Segment widget).
+        The last trained model (also listed in the Segment widget); dropped when the widget closes.
     last_history : dict or None
         Its training history (``"step"``, ``"loss"``, ``"val_step"``, ...).
     last_path : Path or None
         Where it was saved.
     plot : LossPlot
         The live loss plot.
+    registry : ModelRegistry
+        The models of this viewer's session (see :func:`napari_seamless_unet.plugin.current_model`).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -140,6 +142,7 @@ class TrainWidget(JobRunner, QWidget):
 
         self.add_pair()
         connect_layer_changes(viewer, self.reset_choices)
+        self._attach_registry(viewer)
 
     # -- configuration -------------------------------------------------------------------------------------------
     @staticmethod
@@ -319,7 +322,8 @@ class TrainWidget(JobRunner, QWidget):
         path = self.job.config.save_path if self.job is not None else None
         self.last_path = Path(path) if path else None
         name = f"{self._image_name} ({datetime.datetime.now():%H:%M:%S})"
-        registry.add(model, name, path)
+        if self.registry is not None:  # None once the widget was closed while training
+            name = self.registry.add(model, name, path)
         stopped = bool((history or {}).get("stopped"))
         steps = (history or {}).get("step") or [0]
         where = f" saved to {path}" if path else " (not saved: no file name given)"
@@ -329,3 +333,8 @@ class TrainWidget(JobRunner, QWidget):
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Training", notify=False)
+
+    def _drop_models(self, qt_alive: bool = True) -> None:
+        if self.job is not None and self.running:
+            self.job.stop()  # the model trained so far is saved
+        self.last_model = None
