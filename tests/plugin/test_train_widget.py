@@ -78,7 +78,8 @@ def test_stop_keeps_the_model_trained_so_far(qtbot, viewer, tmp_path, notes):
 
     def stop_at_once(event):
         forward(event)
-        widget.stop()
+        if getattr(event, "stage", None) == "train":  # after the first step (the "read" event comes before)
+            widget.stop()
 
     widget._on_yielded = stop_at_once
     _run(qtbot, widget)
@@ -125,16 +126,6 @@ def test_labels_of_another_shape(viewer, tmp_path, notes, unchanged):
     widget.set_pairs([(viewer.layers["cells"], viewer.layers["other labels"])])
     assert widget.start() is None
     assert "must cover the same pixels" in notes["error"][0] and "'other labels'" in notes["error"][0]
-    check()
-
-
-def test_labels_without_annotation(viewer, tmp_path, notes, unchanged):
-    viewer.add_labels(np.zeros((80, 96), np.int32), name="empty")
-    check = unchanged(viewer)
-    widget = _widget(viewer, tmp_path)
-    widget.set_pairs([(viewer.layers["cells"], viewer.layers["empty"])])
-    assert widget.start() is None
-    assert "have no annotation" in notes["error"][0]
     check()
 
 

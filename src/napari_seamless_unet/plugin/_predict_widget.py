@@ -192,17 +192,17 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
         # Checked here, on the GUI thread, so that a wrong channel count is reported before any work starts.
         axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
         plane = None
-        image, image_axes = data, axes
         if self.scope.value == "plane" and ax.stack_axes(axes):
             plane = _layers.current_plane(layer, self.viewer, axes)
-            image, image_axes = data[_layers.plane_index(axes, plane)], _layers.in_plane_axes(axes)
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
+        # The job takes the plane (and reads everything) on its worker thread: nothing is read here.
         job = PredictionJob(
             model,
-            image,
-            image_axes,
+            data,
+            axes,
+            plane=plane,
             tile_shape=tile_shape,
             device=device,
             min_size=int(self.min_size.value),
@@ -265,7 +265,7 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
         if result.cancelled:
             message = f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {name!r}."
         else:
-            n = int(labels.max()) if model.task == "instances" and labels.size else None
+            n = result.max_label if model.task == "instances" else None
             message = f"Segmented {layer.name!r}" + (f": {n} objects." if n is not None else ".")
         self.status.value = message
         notify_info(message)

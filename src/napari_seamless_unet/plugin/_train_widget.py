@@ -216,30 +216,32 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         return int(self.preview_every.value) if self.preview_on.value else 0
 
     def make_job(self, **overrides) -> TrainingJob:
-        """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes."""
-        data = _layers.training_data(self.pairs, self.unlabelled.value)
-        config = self.make_config(axes=data.axes, **overrides)
+        """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes.
+
+        Only shapes and names are looked at here (on the GUI thread): the job reads the layers' data in its worker.
+        """
+        plan = _layers.plan_training(self.pairs, self.unlabelled.value)
+        config = self.make_config(axes=plan.axes, **overrides)
         image_layer = self.pairs[0][0]
-        preview, preview_axes = None, None
+        preview, index, preview_axes = None, None, None
         every = self._preview_steps()  # previews copy the live network from the progress events
         if every:
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
-            preview = _layers.layer_data(image_layer)[_layers.plane_index(axes, plane)]
+            preview, index = _layers.layer_data(image_layer), _layers.plane_index(axes, plane)
             preview_axes = _layers.in_plane_axes(axes)
             self._preview_target = (image_layer, axes, plane)
         self._image_name = image_layer.name
-        job = TrainingJob(
-            data.images,
-            data.labels,
+        return TrainingJob(
+            [],
+            [],
             config,
+            plan=plan,
             preview_image=preview,
+            preview_index=index,
             preview_axes=preview_axes,
             preview_every=every,
-            names=data.names,
         )
-        job.summary = data.summary
-        return job
 
     # -- running -------------------------------------------------------------------------------------------------
     def _buttons(self) -> tuple:
@@ -257,7 +259,7 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         self.plot.clear()
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
-        self.status.value = f"Training on {job.summary}…"
+        self.status.value = "Reading the annotated planes…"
         return self._launch(job)
 
     def stop(self):
@@ -273,6 +275,9 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         if not isinstance(event, Progress):
             return
         info = event.info or {}
+        if event.stage == "read":
+            self.status.value = f"Training on {info.get('summary')}…"
+            return
         step = info.get("step", event.done)
         self.progress_bar.setMaximum(max(1, event.total))
         self.progress_bar.setValue(min(event.done, event.total))
@@ -315,6 +320,9 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
     def _on_returned(self, result):
         if isinstance(result, UserError):
             self.status.value = report_exception(result.error, "Training")
+            return
+        if result is None:
+            self.status.value = "Stopped before training began: nothing was trained."
             return
         model, history = result
         self.last_model = model
