@@ -53,7 +53,8 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     # The live plot got every loss and at least one validation point; the preview layer appeared.
     assert [x for x, _ in widget.plot.series["loss"]] == [1, 2, 3, 4, 5, 6]
     assert widget.plot.series["val loss"]
-    preview = viewer.layers["cells preview"]
+    preview = viewer.layers["cells — U-Net preview (training)"]
+    assert preview.metadata["napari-seamless-unet"]["role"] == "preview"
     assert preview.data.shape == viewer.layers["cells"].data.shape
     np.testing.assert_allclose(preview.scale, viewer.layers["cells"].scale)
     assert widget.progress_bar.value() == 6

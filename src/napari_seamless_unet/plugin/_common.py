@@ -14,6 +14,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import available_devices
 from ..core.errors import UNetInputError
+from ._layers import is_output
 from ._registry import ModelRegistry, registry_for
 
 logger = logging.getLogger("napari_seamless_unet")
@@ -235,14 +236,17 @@ class JobRunner:
 
 
 def pick_default_layer(combo, viewer, kind: str) -> None:
-    """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one."""
+    """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one.
+
+    Layers the plugin made (probability maps, segmentations, previews) are never picked by default.
+    """
     if combo.value is not None:
         return
     active = viewer.layers.selection.active if viewer is not None else None
-    if active is not None and is_layer(active, kind) and active in combo.choices:
+    if active is not None and is_layer(active, kind) and active in combo.choices and not is_output(active):
         combo.value = active
         return
     for layer in combo.choices:
-        if layer is not None:
+        if layer is not None and not is_output(layer):
             combo.value = layer
             return

@@ -18,6 +18,34 @@ from ..core.errors import InvalidShapeError, UNetInputError
 
 _AXIS_NAMES = {"t": "T", "time": "T", "z": "Z", "c": "C", "channel": "C", "y": "Y", "x": "X"}
 
+#: ``layer.metadata[METADATA_KEY] = {"role": ..., "source": <image layer name>, "model": <model name>}`` marks the
+#: layers the plugin made (roles in ``OUTPUT_ROLES``), so they are never guessed as training labels or images.
+METADATA_KEY = "napari-seamless-unet"
+OUTPUT_ROLES = ("prediction", "probabilities", "preview")
+
+
+def mark_output(layer, role: str, **info) -> None:
+    """Mark ``layer`` as made by the plugin (``role`` in ``OUTPUT_ROLES``; ``info`` e.g. source=, model=)."""
+    if role not in OUTPUT_ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {OUTPUT_ROLES}")
+    layer.metadata[METADATA_KEY] = {"role": role, **info}
+
+
+def output_info(layer) -> dict:
+    """What :func:`mark_output` stored on ``layer`` (empty for a layer the plugin did not make)."""
+    info = getattr(layer, "metadata", {}).get(METADATA_KEY)
+    return info if isinstance(info, dict) else {}
+
+
+def is_output(layer) -> bool:
+    """Whether the plugin made ``layer`` (a segmentation, probability map or training preview)."""
+    return output_info(layer).get("role") in OUTPUT_ROLES
+
+
+def output_name(image_name: str, what: str, model_name: str) -> str:
+    """Name of a layer the plugin adds, e.g. ``"cells — U-Net instances (cells.unet.pt)"``."""
+    return f"{image_name} — U-Net {what} ({model_name})"
+
 
 def layer_data(layer):
     """The layer's data without copying it; level 0 of a multiscale layer."""
@@ -236,7 +264,12 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
 
 
 def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:
-    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape."""
+    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape.
+
+    Layers the plugin made (segmentations, training previews: see :func:`is_output`) are never guessed; a user can
+    still choose one (e.g. a corrected segmentation) by hand.
+    """
+    labels_layers = [lab for lab in labels_layers if not is_output(lab)]
     if image_layer is None or not labels_layers:
         return None
     try:

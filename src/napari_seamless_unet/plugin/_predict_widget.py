@@ -29,8 +29,6 @@ from ._jobs import PredictionJob, PredictionResult
 
 FROM_FILE = "from file (below)"
 SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
-#: Marks the layers this widget made, so that a per-plane run writes into its own layer, never a user's labels.
-PREDICTION_KEY = "seamless_unet_prediction"
 
 
 class PredictWidget(SessionWidget, JobRunner, QWidget):
@@ -209,7 +207,7 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
             probabilities=bool(self.probabilities.value),
             name=layer.name,
         )
-        self._target = (layer, axes, plane, model)
+        self._target = (layer, axes, plane, model, self.registry.name_of(model) or "model")
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -227,7 +225,7 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
             return None
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
-        layer, _, plane, _ = self._target
+        layer, _, plane, _, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
         return self._launch(job)
 
@@ -247,65 +245,75 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
         if isinstance(result, UserError):
             self.status.value = report_exception(result.error, "Segmentation")
             return
-        layer, axes, plane, model = self._target
+        layer, axes, plane, model, model_name = self._target
+        self._target = None
         self.last_model = model
         transform = _layers.spatial_transform(layer, axes)
-        name = f"{layer.name} labels"
+        what = "instances" if model.task == "instances" else "classes"
+        name = _layers.output_name(layer.name, what, model_name)
+        mark = {"source": layer.name, "model": model_name}
         if plane is None:
             labels = result.labels
             self.last_layer = self.viewer.add_labels(labels, name=name, **transform)
-            self.last_layer.metadata[PREDICTION_KEY] = layer.name
+            _layers.mark_output(self.last_layer, "prediction", **mark)
         else:
-            labels = self._write_plane(layer, axes, plane, result.labels, name, transform)
+            labels = self._write_plane(layer, axes, plane, result.labels, name, transform, mark)
         self.last_labels = labels
         self.last_probabilities = result.probabilities
         if result.probabilities is not None and plane is None:
-            self._add_probabilities(layer, model, result.probabilities, transform)
+            self._add_probabilities(layer, model, model_name, result.probabilities, transform)
         done = len(result.planes_done)
         if result.cancelled:
-            message = f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {name!r}."
+            message = (
+                f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {self.last_layer.name!r}."
+            )
         else:
             n = result.max_label if model.task == "instances" else None
-            message = f"Segmented {layer.name!r}" + (f": {n} objects." if n is not None else ".")
+            message = f"Segmented {layer.name!r}" + (f": {n} objects" if n is not None else "")
+            message += f" in {self.last_layer.name!r}."
         self.status.value = message
         notify_info(message)
 
-    def _write_plane(self, layer, axes, plane, plane_labels, name, transform):
-        """Write one plane into this widget's Labels layer for ``layer`` (made on first use)."""
+    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
+        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
         spatial = ax.spatial_axes(axes)
         data = _layers.layer_data(layer)
         full_shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
         target = None
         for candidate in self.viewer.layers:
+            info = _layers.output_info(candidate)
             if (
                 is_layer(candidate, "Labels")
-                and candidate.metadata.get(PREDICTION_KEY) == layer.name
+                and info.get("role") == "prediction"
+                and info.get("source") == mark["source"]
+                and info.get("model") == mark["model"]
                 and tuple(candidate.data.shape) == full_shape
                 and candidate.data.dtype == plane_labels.dtype
             ):
                 target = candidate
         if target is None:
             target = self.viewer.add_labels(np.zeros(full_shape, plane_labels.dtype), name=name, **transform)
-            target.metadata[PREDICTION_KEY] = layer.name
+            _layers.mark_output(target, "prediction", **mark)
         target.data[ax.image_index(spatial, plane, slice(None), slice(None))] = plane_labels
         target.refresh()
         self.last_layer = target
         return target.data
 
-    def _add_probabilities(self, layer, model, probabilities, transform):
-        names = [f"{layer.name} p({c})" for c in model.class_names]
+    def _add_probabilities(self, layer, model, model_name, probabilities, transform):
         # The background probability is 1 minus the rest for two classes: show the foreground only.
         start = 1 if model.num_classes == 2 else 0
         for k in range(start, model.num_classes):
-            self.viewer.add_image(
+            what = "probabilities" if model.num_classes == 2 else f"probabilities of {model.class_names[k]}"
+            added = self.viewer.add_image(
                 probabilities[k],
-                name=names[k],
+                name=_layers.output_name(layer.name, what, model_name),
                 colormap="magma",
                 blending="additive",
                 opacity=0.6,
                 contrast_limits=(0.0, 1.0),
                 **transform,
             )
+            _layers.mark_output(added, "probabilities", source=layer.name, model=model_name, cls=model.class_names[k])
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Segmentation", notify=False)

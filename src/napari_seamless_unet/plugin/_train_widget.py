@@ -301,7 +301,7 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
 
     def _show_preview(self, preview: Preview):
         image_layer, axes, _plane = self._preview_target
-        name = f"{image_layer.name} preview"
+        name = _layers.output_name(image_layer.name, "preview", "training")
         layer = self.preview_layer
         if layer is not None and layer in self.viewer.layers and layer.data.shape == preview.labels.shape:
             layer.data = preview.labels
@@ -315,7 +315,7 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
                 translate=transform["translate"][-2:],
                 opacity=0.5,
             )
-        self.preview_layer.metadata["seamless_unet_preview_step"] = preview.step
+        _layers.mark_output(self.preview_layer, "preview", source=image_layer.name, step=preview.step)
 
     def _on_returned(self, result):
         if isinstance(result, UserError):
@@ -329,7 +329,8 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         self.last_history = history
         path = self.job.config.save_path if self.job is not None else None
         self.last_path = Path(path) if path else None
-        name = f"{self._image_name} ({datetime.datetime.now():%H:%M:%S})"
+        # Listed under its file name (retraining the same file replaces it), else the image's name and the time.
+        name = Path(path).name if path else f"{self._image_name} model ({datetime.datetime.now():%H:%M:%S})"
         if self.registry is not None:  # None once the widget was closed while training
             name = self.registry.add(model, name, path)
         stopped = bool((history or {}).get("stopped"))
