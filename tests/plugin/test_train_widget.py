@@ -57,8 +57,8 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     assert preview.metadata["napari-seamless-unet"]["role"] == "preview"
     assert preview.data.shape == viewer.layers["cells"].data.shape
     np.testing.assert_allclose(preview.scale, viewer.layers["cells"].scale)
-    assert widget.progress_bar.value() == 6
-    assert any("Finished step 6" in m for m in notes["info"])
+    assert widget.progress_bar.value() == widget.progress_bar.maximum()
+    assert any(m.startswith("Finished: 6 steps.") for m in notes["info"])
     # The new model is offered (and chosen) in the Segment widget, and segments the image.
     assert len(widget.registry) == 1 and predict.model.value == widget.registry.names()[0]
     assert predict.registry is widget.registry
@@ -89,7 +89,7 @@ def test_stop_keeps_the_model_trained_so_far(qtbot, viewer, tmp_path, notes):
     assert 1 <= widget.last_history["step"][-1] < 100_000
     assert (tmp_path / "trained.unet.pt").exists()
     assert load_model(tmp_path / "trained.unet.pt").depth == 2
-    assert any("Stopped at step" in m for m in notes["info"])
+    assert any(m.startswith("Stopped by you at step") for m in notes["info"])
     assert widget.train_button.enabled and not widget.stop_button.enabled
 
 

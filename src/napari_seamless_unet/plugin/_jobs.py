@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -155,6 +156,72 @@ class TrainingJob:
                 gen.close()
                 return None
         return Preview(step, out)
+
+
+STOP_REASONS = ("steps", "time_budget", "stopped", "diverged")
+
+
+def stop_reason(history: dict, config) -> str:
+    """Why training ended: ``history["stop_reason"]`` when the trainer says, else inferred from the history.
+
+    One of ``"steps"`` (all steps done), ``"time_budget"`` (the time limit ended it), ``"stopped"`` (the user
+    stopped it) and ``"diverged"`` (the loss became NaN or infinite).
+    """
+    reason = history.get("stop_reason")
+    if reason in STOP_REASONS:
+        return reason
+    if history.get("diverged"):
+        return "diverged"
+    if history.get("stopped"):
+        return "stopped"
+    steps = history.get("step") or [0]
+    if config is not None and steps[-1] < int(config.steps) and getattr(config, "time_budget", None):
+        return "time_budget"
+    return "steps"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``1.5 s``, ``2 min``, ``1 h 30 min``."""
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{minutes:.3g} min"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def training_outcome(history: dict, config, path: str | os.PathLike | None) -> str:
+    """What the user is told when training ends: why it ended, and which file holds which model.
+
+    E.g. "Finished: 113 steps in the 60 s time limit. Saved cells.unet.pt (last step) and cells.best.unet.pt
+    (best validation score, step 100) in /data/models."
+    """
+    from ..core.train import best_path
+
+    reason = stop_reason(history, config)
+    last = (history.get("step") or [0])[-1]
+    if reason == "diverged":
+        message = (
+            f"Stopped at step {last + 1}: the loss diverged; kept the weights of step {last} — lower the learning rate."
+        )
+    elif reason == "stopped":
+        message = f"Stopped by you at step {last}" + (" (model saved)." if path else ".")
+    elif reason == "time_budget":
+        budget = getattr(config, "time_budget", None) or history.get("elapsed_seconds") or 0
+        message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
+    else:
+        message = f"Finished: {last} steps."
+    if not path:
+        return message + " Not saved: no file name given (the model is kept for this session)."
+    path = Path(path)
+    what = f"weights of step {last}" if reason == "diverged" else "last step"
+    files = f"Saved {path.name} ({what})"
+    best, best_step = best_path(path), history.get("best_step")
+    if best_step is not None and best.exists():
+        files += f" and {best.name} (best validation score, step {best_step})"
+    return f"{message} {files} in {path.parent}."
 
 
 # -- prediction --------------------------------------------------------------------------------------------------

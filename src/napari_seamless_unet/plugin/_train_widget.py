@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from pathlib import Path
 
 import napari
@@ -24,12 +25,13 @@ from ._common import (
     pick_default_layer,
     report_exception,
 )
-from ._jobs import Preview, TrainingJob
+from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
 from ._plot import LossPlot
 
 #: Network size presets: label -> (base_channels, depth), largest first.
 PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
+PROGRESS_MAX = 1000
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
 
 
@@ -72,7 +74,9 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
     last_history : dict or None
         Its training history (``"step"``, ``"loss"``, ``"val_step"``, ...).
     last_path : Path or None
-        Where it was saved.
+        Where it was saved (the best model by validation score is beside it, see ``core.train.best_path``).
+    last_stop_reason : str or None
+        Why the last training ended: "steps", "time_budget", "stopped" or "diverged".
     plot : LossPlot
         The live loss plot.
     registry : ModelRegistry
@@ -86,6 +90,8 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         self.last_model = None
         self.last_history = None
         self.last_path: Path | None = None
+        self.last_stop_reason: str | None = None
+        self._started = time.monotonic()
         self.preview_layer = None
         self._image_name = "image"
 
@@ -257,8 +263,9 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
             report_exception(err, "Training")
             return None
         self.plot.clear()
-        self.progress_bar.setRange(0, job.config.steps)
+        self.progress_bar.setRange(0, PROGRESS_MAX)
         self.progress_bar.setValue(0)
+        self._started = time.monotonic()
         self.status.value = "Reading the annotated planes…"
         return self._launch(job)
 
@@ -276,12 +283,11 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
             return
         info = event.info or {}
         if event.stage == "read":
+            self._started = time.monotonic()  # the time limit counts from here (about)
             self.status.value = f"Training on {info.get('summary')}…"
             return
         step = info.get("step", event.done)
-        self.progress_bar.setMaximum(max(1, event.total))
-        self.progress_bar.setValue(min(event.done, event.total))
-        text = f"step {step}/{event.total}"
+        text = self._show_progress(step, event.total)
         if info.get("loss") is not None:
             self.plot.add_point("loss", step, info["loss"])
             text += f"   loss {info['loss']:.4f}"
@@ -325,20 +331,40 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
             self.status.value = "Stopped before training began: nothing was trained."
             return
         model, history = result
+        history = history or {}
         self.last_model = model
         self.last_history = history
-        path = self.job.config.save_path if self.job is not None else None
+        config = self.job.config if self.job is not None else None
+        path = config.save_path if config is not None else None
         self.last_path = Path(path) if path else None
         # Listed under its file name (retraining the same file replaces it), else the image's name and the time.
         name = Path(path).name if path else f"{self._image_name} model ({datetime.datetime.now():%H:%M:%S})"
         if self.registry is not None:  # None once the widget was closed while training
             name = self.registry.add(model, name, path)
-        stopped = bool((history or {}).get("stopped"))
-        steps = (history or {}).get("step") or [0]
-        where = f" saved to {path}" if path else " (not saved: no file name given)"
-        message = f"{'Stopped at' if stopped else 'Finished'} step {steps[-1]}; model '{name}'{where}."
+        self.last_stop_reason = stop_reason(history, config)
+        if self.last_stop_reason in ("steps", "time_budget"):
+            self.progress_bar.setValue(PROGRESS_MAX)  # a normal end: whichever limit ended it is reached
+        message = training_outcome(history, config, path)
+        if not path:
+            message += f" It is listed as {name!r} in 'Segment with U-Net'."
         self.status.value = message
         notify_info(message)
+
+    def _show_progress(self, step: int, total: int) -> str:
+        """Move the progress bar after ``step`` of ``total``; returns the status text.
+
+        With a time limit the bar follows whichever limit comes first (steps done or time elapsed); it reaches
+        100 % only when training ends normally.
+        """
+        fraction = step / max(1, total)
+        text = f"step {step}/{total}"
+        budget = self.job.config.time_budget if self.job is not None else None
+        if budget:
+            elapsed = time.monotonic() - self._started
+            fraction = max(fraction, elapsed / budget)
+            text += f" ({format_duration(max(0.0, budget - elapsed))} left)"
+        self.progress_bar.setValue(min(PROGRESS_MAX - 1, int(PROGRESS_MAX * fraction)))
+        return text
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Training", notify=False)
