@@ -8,7 +8,7 @@ import weakref
 from typing import NamedTuple
 
 import napari
-from magicgui.widgets import Container, PushButton
+from magicgui.widgets import PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
@@ -204,14 +204,15 @@ class JobRunner:
         raise NotImplementedError
 
     def _make_buttons(self, run_text: str, stop_text: str, stop) -> tuple:
-        """A run button (calls ``self.start``), a stop button (calls ``stop``, enabled while running), their row."""
+        """A run button (calls ``self.start``), a stop button (calls ``stop``, enabled while running), their row
+        (a QWidget)."""
         run_button = PushButton(text=run_text)
         stop_button = PushButton(text=stop_text, enabled=False)
         run_button.changed.connect(lambda *_: self.start())
         stop_button.changed.connect(lambda *_: stop())
-        row = Container(widgets=[run_button, stop_button], layout="horizontal", labels=False)
-        row.margins = (0, 0, 0, 0)
-        return run_button, stop_button, row
+        from ._ui import natural_width
+
+        return run_button, stop_button, natural_width(run_button, stop_button)
 
     def _launch(self, job):
         self.job = job

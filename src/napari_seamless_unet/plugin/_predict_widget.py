@@ -6,8 +6,8 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, RadioButtons, SpinBox
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
+from qtpy.QtWidgets import QProgressBar, QWidget
 
 from ..core import axes as ax
 from ..core.errors import UNetInputError
@@ -26,12 +26,13 @@ from ._common import (
     report_exception,
 )
 from ._jobs import PredictionJob, PredictionResult
+from ._ui import ScrollingDock, compact_widgets, section, status_label
 
 FROM_FILE = "from file (below)"
-SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
+SCOPES = [("whole image / stack", "all"), ("current plane only", "plane")]
 
 
-class PredictWidget(SessionWidget, JobRunner, QWidget):
+class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -43,8 +44,10 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
         A model of this session (see the Train widget) or ``FROM_FILE``.
     model_file : FileEdit
         The model file used when ``model`` is ``FROM_FILE``.
-    tile_size, device, scope, min_size, probabilities
-        The remaining settings; ``scope`` is ``"all"`` or ``"plane"``.
+    scope, probabilities
+        What to segment (``"all"`` or ``"plane"``) and whether to add the probability map.
+    options : QCollapsible
+        The collapsed section of ``tile_size``, ``device`` and ``min_size``.
     job, worker
         The current or last run.
     last_model : UNet or None
@@ -68,9 +71,17 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
         self._target = None
 
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
-        self.model = ComboBox(label="model", choices=lambda _: self._model_choices())
+        self.model = ComboBox(
+            label="model", choices=lambda _: self._model_choices(), tooltip="a model of this session, or a file"
+        )
         self.model_file = FileEdit(label="model file", mode="r", filter="*.pt")
         self.model_file.changed.connect(self._on_file_chosen)
+        self.scope = ComboBox(label="segment", choices=SCOPES, value="all")
+        self.probabilities = CheckBox(text="also add the probability map", value=False)
+        self.form = compact_widgets(
+            Container(widgets=[self.image, self.model, self.model_file, self.scope, self.probabilities])
+        )
+        self.form.margins = (0, 0, 0, 0)
         self.tile_size = SpinBox(
             label="tile size",
             min=0,
@@ -79,31 +90,21 @@ class PredictWidget(SessionWidget, JobRunner, QWidget):
             tooltip="input tile side in pixels; 0 = automatic (fits memory)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.scope = RadioButtons(label="segment", choices=SCOPES, value="all")
-        self.min_size = SpinBox(label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels (instances)")
-        self.probabilities = CheckBox(text="also add the probability map", value=False)
-        self.form = Container(
-            widgets=[
-                self.image,
-                self.model,
-                self.model_file,
-                self.tile_size,
-                self.device,
-                self.scope,
-                self.min_size,
-                self.probabilities,
-            ]
+        self.min_size = SpinBox(
+            label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels; smaller objects are removed"
         )
+        self.options, _ = section("Options", [self.tile_size, self.device, self.min_size])
         self.run_button, self.cancel_button, buttons = self._make_buttons(
-            "Segment", "Cancel (keep finished planes)", self.cancel
+            "Segment", "Cancel (keep done planes)", self.cancel
         )
+        self.run_button.tooltip = "segment in the background; the viewer stays usable"
         self.progress_bar = QProgressBar()
-        self.status = Label(value="Choose an image and a model (train one, or pick a .unet.pt file).")
-        self.status.native.setWordWrap(True)
+        self.status = status_label("Choose an image and a model (train one, or pick a .unet.pt file).")
 
-        layout = QVBoxLayout(self)
+        layout = self._setup_scrolling()
         layout.addWidget(self.form.native)
-        layout.addWidget(buttons.native)
+        layout.addWidget(self.options)
+        layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
         layout.addStretch()

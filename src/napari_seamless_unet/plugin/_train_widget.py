@@ -8,7 +8,7 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QProgressBar, QSizePolicy, QWidget
 
 from ..core.errors import UNetInputError
 from ..core.presets import NETWORK_PRESETS, preset_label
@@ -27,6 +27,7 @@ from ._common import (
 )
 from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
 from ._plot import LossPlot
+from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, section, status_label
 
 #: Network size presets: label -> (base_channels, depth), largest first.
 PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
@@ -36,12 +37,18 @@ UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = ba
 
 
 class _PairRow:
-    """One (image layer, Labels layer) training pair: two combo boxes and a remove button in a row."""
+    """One (image layer, Labels layer) training pair: two combo boxes and a small remove button in a row."""
 
     def __init__(self, widget: TrainWidget):
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(widget.viewer, "Image"), nullable=True)
         self.labels = ComboBox(label="labels", choices=lambda _: layer_choices(widget.viewer, "Labels"), nullable=True)
+        compact_combo(self.image, chars=5)  # two in a row: both stretch to share the dock's width
+        compact_combo(self.labels, chars=5)
+        name_in_tooltip(self.image, "image to train on")
+        name_in_tooltip(self.labels, "its annotation (a Labels layer of the same size)")
         self.remove = PushButton(text="✕", tooltip="remove this pair")
+        self.remove.native.setFixedWidth(self.remove.native.fontMetrics().horizontalAdvance("✕") + 18)
+        self.remove.native.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.container = Container(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
         self.container.margins = (0, 0, 0, 0)
         self.image.changed.connect(self._guess_labels)
@@ -54,15 +61,20 @@ class _PairRow:
             self.labels.value = guess
 
 
-class TrainWidget(SessionWidget, JobRunner, QWidget):
+class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     """Train a U-Net on image layers and their Labels layers.
 
     Attributes
     ----------
     viewer : napari.Viewer
     form : magicgui Container
-        The settings (``task``, ``unlabelled``, ``preset``, ``steps``, ``time_budget``, ``device``, ``save_path``,
-        ``preview_every``); set their ``.value`` from a script.
+        The main settings (``task``, ``unlabelled``, ``steps``, ``time_budget``, ``save_path``); set their
+        ``.value`` from a script.
+    sections : dict[str, QCollapsible]
+        The collapsed sections of advanced settings: ``"network"`` (``preset``, ``device``), ``"augmentation"``
+        (``elastic``, ``flips``, ``rotation``, ``intensity``), ``"schedule"`` (``learning_rate``, ``batch_size``,
+        ``tile_size``) and ``"validation"`` (``validation_share``, ``val_every``, ``preview_on``,
+        ``preview_every``); every setting is also an attribute of the widget.
     pairs : list of (Image, Labels)
         The training pairs chosen (see :meth:`set_pairs`).
     job : TrainingJob or None
@@ -85,6 +97,9 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        from ..core.train import TrainConfig
+
+        defaults = TrainConfig()
         self.viewer = viewer
         self.job: TrainingJob | None = None
         self.last_model = None
@@ -98,49 +113,114 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         self._pair_rows: list[_PairRow] = []
         self._rows = Container(widgets=[], labels=False)
         self._rows.margins = (0, 0, 0, 0)
-        self.add_pair_button = PushButton(text="+ add image/labels pair")
+        self.add_pair_button = PushButton(text="+ add a pair", tooltip="train on several images at once")
         self.add_pair_button.changed.connect(lambda *_: self.add_pair())
 
+        # The main settings: always shown.
         self.task = ComboBox(label="task", choices=TASKS, value="instances")
-        self.unlabelled = ComboBox(label="unlabelled pixels", choices=UNLABELLED, value="background")
-        self.preset = ComboBox(
-            label="network", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
+        self.unlabelled = ComboBox(
+            label="unlabelled",
+            choices=UNLABELLED,
+            value="background",
+            tooltip="what unpainted pixels (label 0) are: background, or unknown (sparse annotation)",
         )
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=200)
         self.time_budget = FloatSpinBox(
-            label="time limit (min)", min=0.0, max=100_000.0, value=0.0, step=1.0, tooltip="0 = no limit"
+            label="time limit",
+            min=0.0,
+            max=100_000.0,
+            value=0.0,
+            step=1.0,
+            tooltip="training ends after the steps or this time, whichever comes first; 0 = no limit",
+        )
+        self.save_path = FileEdit(label="save as", mode="w", filter="*.unet.pt", value=self._default_path())
+        self.time_budget.native.setSuffix(" min")
+        self.time_budget.native.setSpecialValueText("no limit")
+        self.save_path.tooltip = (
+            "the model file; the best one by validation score goes beside it as <name>.best.unet.pt"
+        )
+        self.form = compact_widgets(
+            Container(widgets=[self.task, self.unlabelled, self.steps, self.time_budget, self.save_path])
+        )
+        self.form.margins = (0, 0, 0, 0)
+
+        # Advanced settings, in collapsed sections.
+        self.preset = ComboBox(
+            label="size", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.save_path = FileEdit(label="save model as", mode="w", filter="*.unet.pt", value=self._default_path())
+        self.elastic = FloatSpinBox(
+            label="elastic (px)",
+            min=0.0,
+            max=100.0,
+            value=defaults.elastic_std,
+            tooltip="elastic deformation: standard deviation of the displacements, in pixels; 0 = off",
+        )
+        self.flips = CheckBox(text="flips and 90° turns", value=defaults.flip and defaults.rotate90)
+        self.rotation = FloatSpinBox(
+            label="rotation (°)", min=0.0, max=180.0, value=defaults.rotation, tooltip="largest random rotation"
+        )
+        self.intensity = FloatSpinBox(
+            label="intensity",
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            value=defaults.contrast,
+            tooltip="random contrast and gamma changes up to ± this, brightness up to ± half of it; 0 = off",
+        )
+        self.learning_rate = FloatSpinBox(
+            label="learning rate",
+            min=0.0,
+            max=1.0,
+            step=1e-4,
+            value=0.0,
+            tooltip="0 = the default (1e-3); lower it if training diverges",
+        )
+        self.learning_rate.native.setDecimals(5)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=defaults.batch_size)
+        self.tile_size = SpinBox(
+            label="tile size", min=0, max=4096, value=0, tooltip="training input tile side in pixels; 0 = automatic"
+        )
+        self.validation_share = SpinBox(
+            label="validation (%)",
+            min=0,
+            max=90,
+            value=round(100 * defaults.validation_fraction),
+            tooltip="share of the annotated planes held out to measure the score (none with a single plane)",
+        )
+        self.val_every = SpinBox(
+            label="validate every", min=0, max=100_000, value=0, tooltip="steps between validations; 0 = automatic"
+        )
+        self.preview_on = CheckBox(text="live prediction preview", value=True)
         self.preview_every = SpinBox(
             label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
         )
-        self.preview_on = CheckBox(text="show a live prediction preview", value=True)
-        self.form = Container(
-            widgets=[
-                self.task,
-                self.unlabelled,
-                self.preset,
-                self.steps,
-                self.time_budget,
-                self.device,
-                self.save_path,
-                self.preview_on,
-                self.preview_every,
-            ]
+        self.sections = {}
+        self.sections["network"], _ = section("Network", [self.preset, self.device])
+        self.sections["augmentation"], _ = section(
+            "Augmentation", [self.elastic, self.flips, self.rotation, self.intensity]
         )
-        self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
+        self.sections["schedule"], _ = section("Schedule", [self.learning_rate, self.batch_size, self.tile_size])
+        self.sections["validation"], _ = section(
+            "Validation", [self.validation_share, self.val_every, self.preview_on, self.preview_every]
+        )
 
+        self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
+        self.train_button.tooltip = "train in the background; the viewer stays usable"
         self.progress_bar = QProgressBar()
         self.progress_bar.setValue(0)
-        self.status = Label(value="Choose an image and its Labels layer, then Train.")
-        self.status.native.setWordWrap(True)
+        self.status = status_label("Choose an image and its Labels layer, then Train.")
         self.plot = LossPlot()
 
-        layout = QVBoxLayout(self)
-        pairs_label = Label(value="<b>Training data</b> (image → its Labels layer)")
-        for w in (pairs_label, self._rows, self.add_pair_button, self.form, buttons):
-            layout.addWidget(w.native)
+        layout = self._setup_scrolling()
+        pairs_label = Label(value="<b>Training data</b>: image → its labels")
+        layout.addWidget(pairs_label.native)
+        layout.addWidget(self._rows.native)
+        layout.addWidget(natural_width(self.add_pair_button))
+        layout.addWidget(self.form.native)
+        for collapsible in self.sections.values():
+            layout.addWidget(collapsible)
+        layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
         layout.addWidget(self.plot)
@@ -202,6 +282,7 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         # FileEdit resolves an empty entry to the working directory: read the text instead.
         path = str(self.save_path.line_edit.value or "").strip()
         steps = int(self.steps.value)
+        intensity = float(self.intensity.value)
         values = {
             "task": self.task.value,
             "unlabelled": self.unlabelled.value,
@@ -211,8 +292,19 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
             "time_budget": float(self.time_budget.value) * 60 or None,
             "device": None if self.device.value == "auto" else self.device.value,
             "save_path": path or None,
-            # A few validation points on every run length, so the plot shows a trend.
-            "val_every": max(1, min(50, steps // 10)),
+            "elastic_std": float(self.elastic.value),
+            "flip": bool(self.flips.value),
+            "rotate90": bool(self.flips.value),
+            "rotation": float(self.rotation.value),
+            "contrast": intensity,
+            "brightness": intensity / 2,
+            "gamma": intensity,
+            "learning_rate": float(self.learning_rate.value) or None,
+            "batch_size": int(self.batch_size.value),
+            "tile_size": int(self.tile_size.value) or None,
+            "validation_fraction": int(self.validation_share.value) / 100,
+            # By default a few validation points on every run length, so the plot shows a trend.
+            "val_every": int(self.val_every.value) or max(1, min(50, steps // 10)),
             "checkpoint_every": max(1, min(50, steps // 4)),
         }
         values.update(overrides)
@@ -267,7 +359,10 @@ class TrainWidget(SessionWidget, JobRunner, QWidget):
         self.progress_bar.setValue(0)
         self._started = time.monotonic()
         self.status.value = "Reading the annotated planes…"
-        return self._launch(job)
+        worker = self._launch(job)
+        # On a small screen the dock scrolls: bring the progress, the status and the plot into view.
+        self.scroll_area.ensureWidgetVisible(self.plot, 0, 0)
+        return worker
 
     def stop(self):
         """Stop after the current step, keeping (and saving) the model trained so far."""
