@@ -33,7 +33,8 @@ class LossPlot(QWidget):
         self.series: dict[str, list[tuple[float, float]]] = {name: [] for name in SERIES}
         self.metric_name = "val metric"
         self.setMinimumHeight(150)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        # Grows into the height a large screen leaves to the dock.
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def clear(self) -> None:
         for points in self.series.values():

@@ -223,8 +223,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
-        layout.addWidget(self.plot)
-        layout.addStretch()
+        layout.addWidget(self.plot, stretch=1)
 
         self.add_pair()
         connect_layer_changes(viewer, self.reset_choices)

@@ -23,9 +23,11 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 #: Width of the dock content, in pixels: enough for the settings, narrow enough to leave half a 1366 px
-#: screen to the canvas next to napari's layer list.
+#: screen to the canvas next to napari's layer list. On a wider window a dock asks for up to ``DOCK_SHARE`` of it.
 DOCK_WIDTH = 300
-#: Height a dock asks for at most, so that two docks share a 768 px high screen (the rest scrolls).
+DOCK_MAX_WIDTH = 420
+DOCK_SHARE = 0.22
+#: Height a dock asks for at most when the plugin's docks do not fit their area together (the rest scrolls).
 DOCK_HEIGHT = 460
 #: Characters a combo box shows before eliding (its width does not depend on the longest layer name).
 COMBO_CHARS = 8
@@ -148,7 +150,11 @@ class ScrollingDock:
             and isinstance(d.widget(), ScrollingDock)
         ]
         if len(docks) > 1:
-            main.resizeDocks(docks, [d.sizeHint().height() for d in docks], Qt.Orientation.Vertical)
+            title = dock.height() - self.height()
+            needs = [d.widget().content.sizeHint().height() + title for d in docks]
+            if sum(needs) > sum(d.height() for d in docks):
+                needs = [min(n, DOCK_HEIGHT + title) for n in needs]
+            main.resizeDocks(docks, needs, Qt.Orientation.Vertical)
 
     def _scroll_extra(self) -> int:
         return self.scroll_area.verticalScrollBar().sizeHint().width() + 2
@@ -159,5 +165,9 @@ class ScrollingDock:
         return QSize(width, 120)
 
     def sizeHint(self) -> QSize:
-        width = max(self.content.minimumSizeHint().width(), DOCK_WIDTH) + self._scroll_extra()
+        preferred = DOCK_WIDTH
+        main = self.window()
+        if main is not self:  # docked: a share of the window's width
+            preferred = int(min(DOCK_MAX_WIDTH, max(DOCK_WIDTH, DOCK_SHARE * main.width())))
+        width = max(self.content.minimumSizeHint().width(), preferred) + self._scroll_extra()
         return QSize(width, min(self.content.sizeHint().height(), DOCK_HEIGHT))
