@@ -162,3 +162,11 @@ def test_several_pairs_train_one_model(qtbot, make_napari_viewer, discs, tmp_pat
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]
     assert widget.job.summary == "2 annotated plane(s)"
+
+
+def test_a_home_relative_file_name(viewer, tmp_path):
+    from pathlib import Path
+
+    widget = _widget(viewer, tmp_path)
+    widget.save_path.line_edit.value = "~/unet-models/cells.unet.pt"
+    assert widget.make_config().save_path == str(Path.home() / "unet-models" / "cells.unet.pt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from pathlib import Path
 
@@ -279,7 +280,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
 
         base, depth = self.preset.value
         # FileEdit resolves an empty entry to the working directory: read the text instead.
-        path = str(self.save_path.line_edit.value or "").strip()
+        path = os.path.expanduser(str(self.save_path.line_edit.value or "").strip())
         steps = int(self.steps.value)
         intensity = float(self.intensity.value)
         values = {
