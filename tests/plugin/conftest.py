@@ -10,16 +10,6 @@ from napari_seamless_unet import UNet, save_model
 from napari_seamless_unet.core.synthetic import touching_discs
 
 
-@pytest.fixture(autouse=True)
-def _empty_registry():
-    """Each test starts with no session models (the registry is a module-level singleton)."""
-    from napari_seamless_unet.plugin._registry import registry
-
-    registry.clear()
-    yield
-    registry.clear()
-
-
 @pytest.fixture
 def notes(monkeypatch):
     """Messages the widgets show: ``notes["error"]`` and ``notes["info"]`` lists."""

@@ -74,3 +74,30 @@ def test_widgets_dock_from_the_plugin_menu(make_napari_viewer, name, cls):
     chosen = widget.image.value if cls == "PredictWidget" else widget.pairs[0][0]
     assert chosen is not None and chosen.name == "img"
     assert dock.name.startswith(name)
+
+
+def test_readme_pictures_show_on_pypi_and_the_napari_hub():
+    """Relative links break on PyPI and the hub: pictures are absolute URLs of files that are in docs/images."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    raw = "https://raw.githubusercontent.com/napari-seamless-unet/napari-seamless-unet/main/"
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures
+    for url in pictures:
+        assert url.startswith(raw), url
+        assert (root / url[len(raw) :]).is_file(), url
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert all(link.startswith(("http://", "https://")) for link in links), links
+
+
+def test_project_urls_for_the_napari_hub():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    urls = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]
+    assert {"Bug Tracker", "Documentation", "Source Code", "User Support"} <= set(urls)
+    assert all(url.startswith("https://") for url in urls.values())

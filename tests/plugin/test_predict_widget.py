@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_seamless_unet import load_model, segment
-from napari_seamless_unet.plugin._predict_widget import FROM_FILE, PREDICTION_KEY, PredictWidget
-from napari_seamless_unet.plugin._registry import registry
+from napari_seamless_unet.plugin._layers import METADATA_KEY
+from napari_seamless_unet.plugin._predict_widget import FROM_FILE, PredictWidget
 
 TIMEOUT = 60_000
 
@@ -37,19 +37,20 @@ def test_segment_adds_a_labels_layer_like_the_image(qtbot, viewer, model_path, n
     layer = viewer.layers[-1]
     image = viewer.layers["cells"]
     assert type(layer).__name__ == "Labels"
-    assert layer.name.startswith("cells labels")  # napari numbers it: "cells labels" exists already
+    # Named after the image, what it is and the model: never confused with the annotation "cells labels".
+    assert layer.name == "cells — U-Net instances (tiny.unet.pt)"
     assert layer.data.shape == image.data.shape
     assert layer.data.dtype == np.int32  # instance labels
     np.testing.assert_allclose(layer.scale, image.scale)
     np.testing.assert_allclose(layer.translate, image.translate)
-    assert layer.metadata[PREDICTION_KEY] == "cells"
+    assert layer.metadata[METADATA_KEY] == {"role": "prediction", "source": "cells", "model": "tiny.unet.pt"}
     # The same result as the scripting API, and exposed on the widget for the console.
     model = load_model(model_path)
     np.testing.assert_array_equal(layer.data, segment(model, image.data, device="cpu"))
     assert widget.last_labels is layer.data and widget.last_layer is layer
     assert widget.last_model is not None and widget.last_model.depth == 2
     # A loaded file is offered again as a model of this session.
-    assert model_path.name in registry.names()
+    assert model_path.name in widget.registry.names()
     assert widget.progress_bar.value() == 1000
 
 
@@ -58,7 +59,8 @@ def test_probability_map_is_added_with_the_labels(qtbot, viewer, model_path, not
     widget.probabilities.value = True
     _run(qtbot, widget)
     assert not notes["error"]
-    probs = viewer.layers["cells p(foreground)"]
+    probs = viewer.layers["cells — U-Net probabilities (tiny.unet.pt)"]
+    assert probs.metadata[METADATA_KEY]["role"] == "probabilities"
     assert probs.data.shape == viewer.layers["cells"].data.shape
     assert probs.data.dtype == np.float32
     assert widget.last_probabilities.shape == (2, *probs.data.shape)
@@ -85,7 +87,7 @@ def test_a_stack_is_segmented_plane_by_plane(qtbot, make_napari_viewer, discs, m
     widget._on_yielded = record  # wrapped before start, so no event is missed
     _run(qtbot, widget)
     assert not notes["error"]
-    result = viewer.layers["stack labels"]
+    result = viewer.layers["stack — U-Net instances (tiny.unet.pt)"]
     assert result.data.shape == stack.shape
     np.testing.assert_allclose(result.scale, (2.0, 1.0, 1.0))
     model = load_model(model_path)
@@ -102,15 +104,15 @@ def test_current_plane_only_fills_the_plane_shown(qtbot, make_napari_viewer, for
     widget.scope.value = "plane"
     viewer.dims.set_point(0, 2)
     _run(qtbot, widget)
-    layer = viewer.layers["stack labels"]
+    layer = viewer.layers["stack — U-Net instances (foreground.unet.pt)"]
     assert layer.data.shape == stack.shape
     assert np.all(layer.data[2] == 1)  # one object filling the plane
     assert not layer.data[[0, 1, 3]].any()
     # A second plane goes into the same layer, not into a new one.
     viewer.dims.set_point(0, 0)
-    widget.model.value = registry.names()[0]
+    widget.model.value = widget.registry.names()[0]
     _run(qtbot, widget)
-    assert [ly.name for ly in viewer.layers] == ["stack", "stack labels"]
+    assert [ly.name for ly in viewer.layers] == ["stack", "stack — U-Net instances (foreground.unet.pt)"]
     assert np.all(layer.data[0] == 1) and np.all(layer.data[2] == 1) and not layer.data[[1, 3]].any()
     assert not notes["error"]
 
@@ -145,7 +147,7 @@ def test_cancel_keeps_the_finished_planes(qtbot, make_napari_viewer, foreground_
 
     widget.make_job = make_job_cancelled_in_plane_1
     _run(qtbot, widget)
-    labels = viewer.layers["movie labels"].data
+    labels = viewer.layers["movie — U-Net instances (foreground.unet.pt)"].data
     done = [z for z in range(12) if labels[z].any()]
     assert done == [0]  # plane 0 finished; plane 1 was interrupted and cleared; no later plane started
     assert np.all(labels[0] == 1)
@@ -156,7 +158,7 @@ def test_cancel_keeps_the_finished_planes(qtbot, make_napari_viewer, foreground_
 def test_a_model_of_the_session_can_be_chosen(qtbot, viewer, model_path, notes):
     widget = _widget(viewer, "cells")
     model = load_model(model_path)
-    name = registry.add(model, "my model")
+    name = widget.registry.add(model, "my model")
     assert widget.model.value == name  # the newest session model becomes the default
     _run(qtbot, widget)
     assert widget.last_model is model
@@ -170,7 +172,7 @@ def test_rgb_image_with_a_three_channel_model(qtbot, make_napari_viewer, rgb_mod
     widget = _widget(viewer, "rgb", rgb_model_path)
     _run(qtbot, widget)
     assert not notes["error"]
-    assert viewer.layers["rgb labels"].data.shape == (48, 56)
+    assert viewer.layers["rgb — U-Net instances (rgb.unet.pt)"].data.shape == (48, 56)
 
 
 # -- user errors: a message, and every layer left as it was --------------------------------------------------------

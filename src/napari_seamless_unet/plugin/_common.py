@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from typing import NamedTuple
 
 import napari
-from magicgui.widgets import Container, PushButton
+from magicgui.widgets import PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import available_devices
 from ..core.errors import UNetInputError
+from ._layers import is_output
+from ._registry import ModelRegistry, registry_for
 
 logger = logging.getLogger("napari_seamless_unet")
 
@@ -107,6 +111,75 @@ def start_worker(run, *, yielded, returned, errored, finished):
     return worker
 
 
+def _registry_widget_destroyed(ref, registry: ModelRegistry, token: int, *_) -> None:
+    # Called from the widget's ``destroyed`` signal: its Qt side is gone, only Python attributes may be touched.
+    widget = ref()
+    if widget is not None:
+        widget._release_registry(qt_alive=False)
+    else:
+        registry.detach(token)
+
+
+class SessionWidget:
+    """A widget of a viewer's session: it uses the viewer's model registry for as long as it is open.
+
+    The registry is released (and emptied once no widget of the viewer uses it) when the widget is closed,
+    removed from its dock (napari's close button) or destroyed (the viewer closed). Subclasses implement
+    ``_connect_registry(registry)``, ``_disconnect_registry(registry)`` and ``_drop_models()``; the latter drops
+    every model reference the widget keeps (and stops a running job), so that nothing keeps a model alive.
+    """
+
+    registry: ModelRegistry | None = None
+    _registry_token: int | None = None
+    _was_docked = False
+
+    def _attach_registry(self, viewer) -> ModelRegistry:
+        registry = registry_for(viewer)
+        token = id(self)
+        registry.attach(token)
+        self.registry, self._registry_token = registry, token
+        self._connect_registry(registry)
+        # A partial holding a weak reference: the connection must not keep the widget alive.
+        self.destroyed.connect(functools.partial(_registry_widget_destroyed, weakref.ref(self), registry, token))
+        return registry
+
+    def _release_registry(self, qt_alive: bool = True) -> None:
+        registry, token = self.registry, self._registry_token
+        if registry is None:
+            return
+        self.registry, self._registry_token = None, None
+        self._disconnect_registry(registry)
+        self._drop_models(qt_alive)
+        registry.detach(token)
+
+    def _connect_registry(self, registry: ModelRegistry) -> None:
+        pass
+
+    def _disconnect_registry(self, registry: ModelRegistry) -> None:
+        pass
+
+    def _drop_models(self, qt_alive: bool = True) -> None:
+        raise NotImplementedError
+
+    # Qt event handlers (the class is mixed into a QWidget)
+    def event(self, event):
+        from qtpy.QtCore import QEvent
+
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._was_docked = True
+                if self.registry is None:
+                    self._attach_registry(self.viewer)
+            elif self._was_docked:
+                # napari's dock close button takes the widget out of its dock: the widget is closed.
+                self._release_registry()
+        return super().event(event)
+
+    def closeEvent(self, event):
+        self._release_registry()
+        super().closeEvent(event)
+
+
 class JobRunner:
     """The life cycle both widgets share: one job at a time in a thread worker, a run and a stop button.
 
@@ -131,14 +204,15 @@ class JobRunner:
         raise NotImplementedError
 
     def _make_buttons(self, run_text: str, stop_text: str, stop) -> tuple:
-        """A run button (calls ``self.start``), a stop button (calls ``stop``, enabled while running), their row."""
+        """A run button (calls ``self.start``), a stop button (calls ``stop``, enabled while running), their row
+        (a QWidget)."""
         run_button = PushButton(text=run_text)
         stop_button = PushButton(text=stop_text, enabled=False)
         run_button.changed.connect(lambda *_: self.start())
         stop_button.changed.connect(lambda *_: stop())
-        row = Container(widgets=[run_button, stop_button], layout="horizontal", labels=False)
-        row.margins = (0, 0, 0, 0)
-        return run_button, stop_button, row
+        from ._ui import natural_width
+
+        return run_button, stop_button, natural_width(run_button, stop_button)
 
     def _launch(self, job):
         self.job = job
@@ -163,14 +237,17 @@ class JobRunner:
 
 
 def pick_default_layer(combo, viewer, kind: str) -> None:
-    """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one."""
+    """If ``combo`` has no layer chosen, choose the viewer's selected layer of type ``kind``, else the first one.
+
+    Layers the plugin made (probability maps, segmentations, previews) are never picked by default.
+    """
     if combo.value is not None:
         return
     active = viewer.layers.selection.active if viewer is not None else None
-    if active is not None and is_layer(active, kind) and active in combo.choices:
+    if active is not None and is_layer(active, kind) and active in combo.choices and not is_output(active):
         combo.value = active
         return
     for layer in combo.choices:
-        if layer is not None:
+        if layer is not None and not is_output(layer):
             combo.value = layer
             return

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -36,12 +37,16 @@ class TrainingJob:
     Parameters
     ----------
     images, labels : list of arrays
-        Training planes (see :func:`._layers.training_data`).
+        Training planes (see :func:`._layers.training_data`); empty when ``plan`` is given.
     config : TrainConfig
         Training configuration.
+    plan : TrainingPlan, optional
+        Layers to read the training planes from, in :meth:`run` (on the worker thread, not the GUI thread);
+        then a first ``Progress`` event of stage ``"read"`` carries ``{"summary": ...}``.
     preview_image : array, optional
         A 2D plane (axes ``preview_axes``) segmented with a copy of the current model every ``preview_every``
-        steps, on the worker thread.
+        steps, on the worker thread. With ``preview_index``, the plane ``preview_image[preview_index]`` of a
+        larger (lazy) array, read in :meth:`run`.
     """
 
     def __init__(
@@ -50,7 +55,9 @@ class TrainingJob:
         labels: Sequence,
         config,
         *,
+        plan=None,
         preview_image=None,
+        preview_index: tuple | None = None,
         preview_axes: str | None = None,
         preview_every: int = 0,
         names: Sequence[str] | None = None,
@@ -59,7 +66,10 @@ class TrainingJob:
         self.names = list(names) if names is not None else None
         self.labels = list(labels)
         self.config = config
+        self.plan = plan
+        self.summary: str | None = None
         self.preview_image = preview_image
+        self.preview_index = preview_index
         self.preview_axes = preview_axes
         self.preview_every = int(preview_every or 0)
         self._stop = threading.Event()
@@ -73,10 +83,31 @@ class TrainingJob:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def _read(self) -> bool:
+        """Read the training planes and the preview plane (worker thread); False if stopped meanwhile."""
+        if self.plan is not None:
+            data = self.plan.load(should_stop=self._stop.is_set)
+            if data is None:
+                return False
+            self.images, self.labels, self.names, self.summary = data.images, data.labels, data.names, data.summary
+            self.plan = None
+        if self.preview_image is not None and self.preview_index is not None:
+            self.preview_image = np.asarray(self.preview_image[self.preview_index])
+            self.preview_index = None
+        return True
+
     def run(self) -> Generator[Progress | Preview, None, object]:
-        """Generator for a thread worker: yields progress and previews, returns the ``TrainResult``."""
+        """Generator for a thread worker: yields progress and previews, returns the ``TrainResult``.
+
+        Returns None when stopped before training began (while reading the layers).
+        """
         from ..core.train import iter_train
 
+        reading = self.plan is not None
+        if not self._read():
+            return None
+        if reading:
+            yield Progress(0, int(self.config.steps), "read", {"summary": self.summary})
         gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set, names=self.names)
         while True:
             try:
@@ -127,6 +158,72 @@ class TrainingJob:
         return Preview(step, out)
 
 
+STOP_REASONS = ("steps", "time_budget", "stopped", "diverged")
+
+
+def stop_reason(history: dict, config) -> str:
+    """Why training ended: ``history["stop_reason"]`` when the trainer says, else inferred from the history.
+
+    One of ``"steps"`` (all steps done), ``"time_budget"`` (the time limit ended it), ``"stopped"`` (the user
+    stopped it) and ``"diverged"`` (the loss became NaN or infinite).
+    """
+    reason = history.get("stop_reason")
+    if reason in STOP_REASONS:
+        return reason
+    if history.get("diverged"):
+        return "diverged"
+    if history.get("stopped"):
+        return "stopped"
+    steps = history.get("step") or [0]
+    if config is not None and steps[-1] < int(config.steps) and getattr(config, "time_budget", None):
+        return "time_budget"
+    return "steps"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``1.5 s``, ``2 min``, ``1 h 30 min``."""
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{minutes:.3g} min"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def training_outcome(history: dict, config, path: str | os.PathLike | None) -> str:
+    """What the user is told when training ends: why it ended, and which file holds which model.
+
+    E.g. "Finished: 113 steps in the 60 s time limit. Saved cells.unet.pt (last step) and cells.best.unet.pt
+    (best validation score, step 100) in /data/models."
+    """
+    from ..core.train import best_path
+
+    reason = stop_reason(history, config)
+    last = (history.get("step") or [0])[-1]
+    if reason == "diverged":
+        message = (
+            f"Stopped at step {last + 1}: the loss diverged; kept the weights of step {last} — lower the learning rate."
+        )
+    elif reason == "stopped":
+        message = f"Stopped by you at step {last}" + (" (model saved)." if path else ".")
+    elif reason == "time_budget":
+        budget = getattr(config, "time_budget", None) or history.get("elapsed_seconds") or 0
+        message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
+    else:
+        message = f"Finished: {last} steps."
+    if not path:
+        return message + " Not saved: no file name given (the model is kept for this session)."
+    path = Path(path)
+    what = f"weights of step {last}" if reason == "diverged" else "last step"
+    files = f"Saved {path.name} ({what})"
+    best, best_step = best_path(path), history.get("best_step")
+    if best_step is not None and best.exists():
+        files += f" and {best.name} (best validation score, step {best_step})"
+    return f"{message} {files} in {path.parent}."
+
+
 # -- prediction --------------------------------------------------------------------------------------------------
 @dataclass
 class PredictionResult:
@@ -137,6 +234,7 @@ class PredictionResult:
     planes_done: list = field(default_factory=list)
     planes_total: int = 0
     cancelled: bool = False
+    max_label: int = 0  # the largest label (the number of objects of an instance model), found on the worker
 
 
 class PredictionJob:
@@ -150,6 +248,10 @@ class PredictionJob:
         numpy, dask or zarr array with axes ``axes``; read lazily.
     planes : list of dict, optional
         Planes to segment (``{axis: index}``); default all. Outputs always have the whole image's shape.
+    plane : dict, optional
+        Segment only this plane (``{axis: index}`` of every axis but C, Y, X) of ``image``; the outputs have the
+        plane's shape. The plane is taken from ``image`` in :meth:`run`, on the worker thread (slicing a zarr
+        array reads it).
     probabilities : bool
         Also return the class probabilities (``(num_classes, *spatial)`` float32).
     """
@@ -161,6 +263,7 @@ class PredictionJob:
         axes: str,
         *,
         planes: Sequence[dict] | None = None,
+        plane: dict | None = None,
         tile_shape: Sequence[int] | None = None,
         device: str | None = None,
         min_size: int = 0,
@@ -169,8 +272,15 @@ class PredictionJob:
     ):
         self.model = model
         self.image = image
-        self.axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
-        self.planes = list(planes) if planes is not None else list(ax.iter_planes(image.shape, self.axes))
+        full_axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
+        self.plane_index = None
+        if plane is not None:
+            self.plane_index = ax.image_index(full_axes, plane, slice(None), slice(None))
+            self.axes = "".join(a for a in full_axes if a in "CYX")
+            shape = tuple(n for n, a in zip(image.shape, full_axes) if a in "CYX")
+        else:
+            self.axes, shape = full_axes, tuple(image.shape)
+        self.planes = list(planes) if planes is not None else list(ax.iter_planes(shape, self.axes))
         self.tile_shape = tile_shape
         self.device = device
         self.min_size = int(min_size)
@@ -183,24 +293,23 @@ class PredictionJob:
         self._cancel.set()
 
     def run(self) -> Generator[Progress, None, PredictionResult]:
-        labels = allocate_output(self.model, self.image, axes=self.axes, output="labels")
-        probs = (
-            allocate_output(self.model, self.image, axes=self.axes, output="probabilities")
-            if self.probabilities
-            else None
-        )
+        # A local reference: the widget may drop ``self.model`` (its registry was emptied) while this runs.
+        model = self.model
+        image = self.image if self.plane_index is None else self.image[self.plane_index]
+        labels = allocate_output(model, image, axes=self.axes, output="labels")
+        probs = allocate_output(model, image, axes=self.axes, output="probabilities") if self.probabilities else None
         kept = "".join(a for a in self.axes if a in "CYX")
         result = PredictionResult(labels, probs, [], len(self.planes))
         n = len(self.planes)
         for i, plane in enumerate(self.planes):
-            image_plane = self.image[ax.image_index(self.axes, plane, slice(None), slice(None))]
+            image_plane = image[ax.image_index(self.axes, plane, slice(None), slice(None))]
             out_index = ax.output_index(self.axes, plane, slice(None), slice(None))
             name = f"{self.name} (plane {plane})" if plane else self.name
             kwargs = {"axes": kept, "tile_shape": self.tile_shape, "device": self.device, "name": name}
             if probs is not None:
-                gen = iter_predict(self.model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
+                gen = iter_predict(model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
             else:
-                gen = iter_segment(self.model, image_plane, out=labels[out_index], min_size=self.min_size, **kwargs)
+                gen = iter_segment(model, image_plane, out=labels[out_index], min_size=self.min_size, **kwargs)
             for event in gen:
                 fraction = event.done / max(1, event.total) if event.stage == "predict" else 1.0
                 yield Progress(int(1000 * (i + fraction) / n), 1000, "predict", {"plane": i, "planes": n})
@@ -214,6 +323,7 @@ class PredictionJob:
                     return result
             if probs is not None:
                 classes = probs[(slice(None), *out_index)].argmax(axis=0)
-                labels[out_index] = labels_from_classes(classes, self.model.task, self.min_size)
+                labels[out_index] = labels_from_classes(classes, model.task, self.min_size)
             result.planes_done.append(plane)
+        result.max_label = int(labels.max()) if labels.size else 0
         return result

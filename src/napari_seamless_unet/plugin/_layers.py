@@ -2,7 +2,8 @@
 
 Nothing here copies image data: dask and zarr backed layers stay lazy (the core reads them tile by tile), and
 multiscale layers are read at level 0. Only training planes are materialised, because training reads random
-crops of them many times.
+crops of them many times, and only by :meth:`TrainingPlan.load`, which the widgets call on the worker thread:
+what runs on the GUI thread looks at shapes, names and metadata only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,34 @@ from ..core import axes as ax
 from ..core.errors import InvalidShapeError, UNetInputError
 
 _AXIS_NAMES = {"t": "T", "time": "T", "z": "Z", "c": "C", "channel": "C", "y": "Y", "x": "X"}
+
+#: ``layer.metadata[METADATA_KEY] = {"role": ..., "source": <image layer name>, "model": <model name>}`` marks the
+#: layers the plugin made (roles in ``OUTPUT_ROLES``), so they are never guessed as training labels or images.
+METADATA_KEY = "napari-seamless-unet"
+OUTPUT_ROLES = ("prediction", "probabilities", "preview")
+
+
+def mark_output(layer, role: str, **info) -> None:
+    """Mark ``layer`` as made by the plugin (``role`` in ``OUTPUT_ROLES``; ``info`` e.g. source=, model=)."""
+    if role not in OUTPUT_ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {OUTPUT_ROLES}")
+    layer.metadata[METADATA_KEY] = {"role": role, **info}
+
+
+def output_info(layer) -> dict:
+    """What :func:`mark_output` stored on ``layer`` (empty for a layer the plugin did not make)."""
+    info = getattr(layer, "metadata", {}).get(METADATA_KEY)
+    return info if isinstance(info, dict) else {}
+
+
+def is_output(layer) -> bool:
+    """Whether the plugin made ``layer`` (a segmentation, probability map or training preview)."""
+    return output_info(layer).get("role") in OUTPUT_ROLES
+
+
+def output_name(image_name: str, what: str, model_name: str) -> str:
+    """Name of a layer the plugin adds, e.g. ``"cells — U-Net instances (cells.unet.pt)"``."""
+    return f"{image_name} — U-Net {what} ({model_name})"
 
 
 def layer_data(layer):
@@ -124,16 +153,79 @@ def _any(array) -> bool:
     return bool(value.compute() if hasattr(value, "compute") else value)
 
 
-def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingData:
-    """Collect the annotated planes of (image layer, labels layer) pairs.
+@dataclass
+class _Source:
+    """One (image, labels) pair as arrays (not read), with the image's axes and the layer names."""
 
-    Stacks and time-lapses are split into 2D planes and only planes with some annotation are kept, so a user can
-    annotate a few planes of a large stack. Raises :class:`UNetInputError` with a message naming the layer for
-    every mistake a user can make (missing layer, shape mismatch, no annotation, inconsistent channels).
+    image: object
+    labels: object
+    axes: str
+    image_name: str
+    labels_name: str
+
+
+@dataclass
+class TrainingPlan:
+    """What to train on, checked from shapes and names only: nothing is read until :meth:`load`.
+
+    Made on the GUI thread by :func:`plan_training`; :meth:`load` reads the annotated planes and is meant for the
+    worker thread (a dask or zarr layer may take long to read).
+    """
+
+    sources: list[_Source]
+    axes: str  # "YX" or "CYX"
+    channels: int
+
+    def load(self, should_stop=None) -> TrainingData | None:
+        """Read the planes with some annotation (None if ``should_stop()`` became true while reading).
+
+        Raises :class:`UNetInputError` when no plane has any annotation.
+        """
+        images, labels, names, used, total = [], [], [], 0, 0
+        for source in self.sources:
+            axes, data, lab = source.axes, source.image, source.labels
+            spatial_axes = ax.spatial_axes(axes)
+            kept = in_plane_axes(axes)
+            for plane in ax.iter_planes(data.shape, axes):
+                if should_stop is not None and should_stop():
+                    return None
+                total += 1
+                # A copy: the user may go on painting the Labels layer while the network trains.
+                lab_plane = np.array(lab[ax.image_index(spatial_axes, plane, slice(None), slice(None))])
+                # unlabelled="ignore": 0 carries no information, so a plane needs some positive label to count.
+                if not _any(lab_plane):
+                    continue
+                img_plane = np.asarray(data[plane_index(axes, plane)])
+                if "C" in kept:
+                    img_plane = np.moveaxis(img_plane, kept.index("C"), 0)
+                    if self.channels == 1:
+                        img_plane = img_plane[0]
+                images.append(img_plane)
+                labels.append(lab_plane)
+                names.append(f"{source.image_name} plane {plane}" if plane else source.image_name)
+                used += 1
+        if not images:
+            listed = ", ".join(repr(s.labels_name) for s in self.sources)
+            raise UNetInputError(
+                f"the Labels layer(s) {listed} have no annotation: paint some objects (and, with 'unlabelled = "
+                f"ignored', some background with label 1) before training."
+            )
+        if np.issubdtype(labels[0].dtype, np.floating):
+            labels = [lab.astype(np.int32) for lab in labels]
+        summary = f"{used} annotated plane(s)" + (f" of {total}" if total != used else "")
+        return TrainingData(images, labels, self.axes, self.channels, summary, names)
+
+
+def plan_training(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingPlan:
+    """Check (image layer, labels layer) pairs from their shapes and names, without reading any data.
+
+    Raises :class:`UNetInputError` with a message naming the layer for every mistake a user can make before
+    anything is read (missing layer, shape mismatch, inconsistent channels); a Labels layer without annotation is
+    found by :meth:`TrainingPlan.load`.
     """
     if not pairs:
         raise UNetInputError("no training data: add an image layer and a Labels layer with its annotation.")
-    images, labels, names, channels, used, total = [], [], [], None, 0, 0
+    sources, channels = [], None
     for image_layer, labels_layer in pairs:
         if image_layer is None:
             raise UNetInputError("choose an image layer to train on (open an image, or File > Open Sample).")
@@ -158,37 +250,26 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
                 f"{channels}; one model takes one number of channels."
             )
         channels = n_channels
-        spatial_axes = ax.spatial_axes(axes)
-        for plane in ax.iter_planes(data.shape, axes):
-            total += 1
-            lab_plane = lab[ax.image_index(spatial_axes, plane, slice(None), slice(None))]
-            # unlabelled="ignore": 0 carries no information, so a plane needs some positive label to count.
-            if not _any(lab_plane):
-                continue
-            img_plane = data[plane_index(axes, plane)]
-            kept = in_plane_axes(axes)
-            if "C" in kept:
-                img_plane = np.moveaxis(np.asarray(img_plane), kept.index("C"), 0)
-                if n_channels == 1:
-                    img_plane = img_plane[0]
-            images.append(np.asarray(img_plane))
-            labels.append(np.asarray(lab_plane))
-            names.append(f"{image_layer.name} plane {plane}" if plane else image_layer.name)
-            used += 1
-    if not images:
-        names = ", ".join(repr(lab.name) for _, lab in pairs)
-        raise UNetInputError(
-            f"the Labels layer(s) {names} have no annotation: paint some objects (and, with 'unlabelled = "
-            f"ignored', some background with label 1) before training."
-        )
-    if any(np.issubdtype(np.asarray(lab).dtype, np.floating) for lab in labels[:1]):
-        labels = [np.asarray(lab).astype(np.int32) for lab in labels]
-    summary = f"{used} annotated plane(s)" + (f" of {total}" if total != used else "")
-    return TrainingData(images, labels, "CYX" if channels > 1 else "YX", int(channels), summary, names)
+        sources.append(_Source(data, lab, axes, image_layer.name, labels_layer.name))
+    return TrainingPlan(sources, "CYX" if channels > 1 else "YX", int(channels))
+
+
+def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingData:
+    """Collect the annotated planes of (image layer, labels layer) pairs (:func:`plan_training` then ``load``).
+
+    Stacks and time-lapses are split into 2D planes and only planes with some annotation are kept, so a user can
+    annotate a few planes of a large stack. Reads the data: call it off the GUI thread.
+    """
+    return plan_training(pairs, unlabelled).load()
 
 
 def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:
-    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape."""
+    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape.
+
+    Layers the plugin made (segmentations, training previews: see :func:`is_output`) are never guessed; a user can
+    still choose one (e.g. a corrected segmentation) by hand.
+    """
+    labels_layers = [lab for lab in labels_layers if not is_output(lab)]
     if image_layer is None or not labels_layers:
         return None
     try:

@@ -14,10 +14,11 @@ SERIES = {
     "val loss": ("#ffb74d", "loss"),
     "val metric": ("#81c784", "metric"),
 }
+X_TITLE, LOSS_TITLE, METRIC_TITLE = "step", "loss", "score"
 
 
 class LossPlot(QWidget):
-    """Training loss, validation loss (left axis) and a validation metric in [0, 1] (right axis) against steps.
+    """Training loss, validation loss (left axis) and a validation score in [0, 1] (right axis) against steps.
 
     Attributes
     ----------
@@ -31,8 +32,9 @@ class LossPlot(QWidget):
         super().__init__(parent)
         self.series: dict[str, list[tuple[float, float]]] = {name: [] for name in SERIES}
         self.metric_name = "val metric"
-        self.setMinimumHeight(140)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setMinimumHeight(150)
+        # Grows into the height a large screen leaves to the dock.
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def clear(self) -> None:
         for points in self.series.values():
@@ -45,21 +47,72 @@ class LossPlot(QWidget):
         self.series[name].append((float(x), float(y)))
         self.update()
 
+    def axis_titles(self) -> tuple[str, str, str]:
+        """Titles of the x axis, the left (loss) axis and the right (score) axis."""
+        return X_TITLE, LOSS_TITLE, METRIC_TITLE
+
+    def legend(self) -> list[str]:
+        """Legend entries of the series drawn, with their last value, e.g. ``["loss 0.21", "val IoU 0.8"]``."""
+        entries = []
+        for name in SERIES:
+            points = self.series[name]
+            if points:
+                label = self.metric_name if name == "val metric" else name
+                entries.append(f"{label} {points[-1][1]:.3g}")
+        return entries
+
+    def _legend_layout(self, metrics, width: float) -> list[tuple[float, float, str, str]]:
+        """(x, row, colour, text) of each legend entry, wrapped to ``width``."""
+        swatch, gap = 16, 14
+        x, row, placed = 0.0, 0, []
+        entries = [(SERIES[name][0], text) for name, text in zip([n for n in SERIES if self.series[n]], self.legend())]
+        for colour, text in entries:
+            needed = swatch + 4 + metrics.horizontalAdvance(text)
+            if x > 0 and x + needed > width:
+                x, row = 0.0, row + 1
+            placed.append((x, row, colour, text))
+            x += needed + gap
+        return placed
+
     def paintEvent(self, event):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         fg = self.palette().color(self.foregroundRole())
-        margin_l, margin_r, margin_t, margin_b = 42, 34, 18, 20
+        metrics = painter.fontMetrics()
+        line = metrics.height()
+        everything = [p for pts in self.series.values() for p in pts]
+        has_metric = bool(self.series["val metric"])
+        legend = self._legend_layout(metrics, self.width() - 8)
+        legend_rows = (max(row for _, row, _, _ in legend) + 1) if legend else 0
+
+        small = painter.font()
+        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))
+        painter.setFont(small)
+        small_metrics = painter.fontMetrics()
+        tick = small_metrics.height()
+        margin_l = 10 + line + small_metrics.horizontalAdvance("0.000")
+        margin_r = (10 + line + small_metrics.horizontalAdvance("0.0")) if has_metric else 12
+        margin_t = 6 + legend_rows * (line + 2) + tick // 2
+        margin_b = 4 + tick + line
         area = QRectF(margin_l, margin_t, self.width() - margin_l - margin_r, self.height() - margin_t - margin_b)
         painter.setPen(QPen(fg, 1))
         painter.drawRect(area)
 
-        points = [p for name, (_, axis) in SERIES.items() if axis == "loss" for p in self.series[name]]
-        everything = [p for pts in self.series.values() for p in pts]
+        # Axis titles: "step" under the x axis, "loss" along the left axis, "score" along the right one.
+        painter.setFont(self.font())
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + tick, area.width(), line), Qt.AlignmentFlag.AlignHCenter, X_TITLE
+        )
+        self._draw_vertical(painter, LOSS_TITLE, QPointF(2, area.center().y()), -90)
+        if has_metric:
+            self._draw_vertical(painter, METRIC_TITLE, QPointF(self.width() - 2, area.center().y()), 90)
+        painter.setFont(small)
+
         if not everything:
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "loss and validation appear here")
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, "loss and validation\nappear here")
             painter.end()
             return
+        points = [p for name, (_, axis) in SERIES.items() if axis == "loss" for p in self.series[name]]
         x_max = max(max(x for x, _ in everything), 1.0)
         losses = [y for _, y in points] or [0.0, 1.0]
         y_lo, y_hi = min(0.0, min(losses)), max(losses)
@@ -70,24 +123,27 @@ class LossPlot(QWidget):
             lo, hi = (y_lo, y_hi) if axis == "loss" else (0.0, 1.0)
             return QPointF(area.left() + area.width() * x / x_max, area.bottom() - area.height() * (y - lo) / (hi - lo))
 
-        small = painter.font()
-        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.8))
-        painter.setFont(small)
-        painter.drawText(QRectF(0, area.top() - 6, margin_l - 4, 14), Qt.AlignmentFlag.AlignRight, f"{y_hi:.3g}")
-        painter.drawText(QRectF(0, area.bottom() - 8, margin_l - 4, 14), Qt.AlignmentFlag.AlignRight, f"{y_lo:.3g}")
-        painter.drawText(QRectF(area.right() + 3, area.top() - 6, margin_r, 14), Qt.AlignmentFlag.AlignLeft, "1")
-        painter.drawText(QRectF(area.right() + 3, area.bottom() - 8, margin_r, 14), Qt.AlignmentFlag.AlignLeft, "0")
+        # Tick labels: the ends of each axis.
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        label_w = margin_l - line - 8
+        painter.drawText(QRectF(area.left() - label_w - 3, area.top() - tick / 2, label_w, tick), right, f"{y_hi:.3g}")
         painter.drawText(
-            QRectF(area.left(), area.bottom() + 2, area.width(), 16), Qt.AlignmentFlag.AlignRight, f"step {x_max:g}"
+            QRectF(area.left() - label_w - 3, area.bottom() - tick / 2, label_w, tick), right, f"{y_lo:.3g}"
+        )
+        if has_metric:
+            painter.drawText(QRectF(area.right() + 3, area.top() - tick / 2, margin_r, tick), left, "1")
+            painter.drawText(QRectF(area.right() + 3, area.bottom() - tick / 2, margin_r, tick), left, "0")
+        painter.drawText(QRectF(area.left(), area.bottom() + 1, area.width(), tick), Qt.AlignmentFlag.AlignLeft, "0")
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + 1, area.width(), tick), Qt.AlignmentFlag.AlignRight, f"{x_max:g}"
         )
 
-        legend_x = area.left()
         for name, (colour, axis) in SERIES.items():
             pts = self.series[name]
             if not pts:
                 continue
-            pen = QPen(QColor(colour), 2)
-            painter.setPen(pen)
+            painter.setPen(QPen(QColor(colour), 2))
             path = QPainterPath(to_screen(*pts[0], axis))
             for x, y in pts[1:]:
                 path.lineTo(to_screen(x, y, axis))
@@ -95,8 +151,24 @@ class LossPlot(QWidget):
             if len(pts) == 1 or name != "loss":
                 for x, y in pts:
                     painter.drawEllipse(to_screen(x, y, axis), 2.5, 2.5)
-            label = self.metric_name if name == "val metric" else name
-            label = f"{label} {pts[-1][1]:.3g}"
-            painter.drawText(QRectF(legend_x, 2, 160, 14), Qt.AlignmentFlag.AlignLeft, label)
-            legend_x += painter.fontMetrics().horizontalAdvance(label) + 14
+
+        # Legend above the plot: a line in the series' colour, then its name and last value, in the text colour.
+        painter.setFont(self.font())
+        for x, row, colour, text in legend:
+            y = 4 + row * (line + 2) + line / 2
+            painter.setPen(QPen(QColor(colour), 3))
+            painter.drawLine(QPointF(4 + x, y), QPointF(4 + x + 16, y))
+            painter.setPen(QPen(fg, 1))
+            painter.drawText(QRectF(4 + x + 20, y - line / 2, 400, line), left, text)
         painter.end()
+
+    @staticmethod
+    def _draw_vertical(painter: QPainter, text: str, anchor: QPointF, angle: float) -> None:
+        """``text`` rotated by ``angle`` degrees, centred on ``anchor`` along the rotated baseline."""
+        metrics = painter.fontMetrics()
+        painter.save()
+        painter.translate(anchor)
+        painter.rotate(angle)
+        w = metrics.horizontalAdvance(text)
+        painter.drawText(QRectF(-w / 2, 0, w, metrics.height()), Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, RadioButtons, SpinBox
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
+from qtpy.QtWidgets import QProgressBar, QWidget
 
 from ..core import axes as ax
 from ..core.errors import UNetInputError
@@ -15,6 +15,7 @@ from ..core.model_io import load_model
 from . import _layers
 from ._common import (
     JobRunner,
+    SessionWidget,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -25,15 +26,13 @@ from ._common import (
     report_exception,
 )
 from ._jobs import PredictionJob, PredictionResult
-from ._registry import registry
+from ._ui import ScrollingDock, compact_widgets, section, status_label
 
 FROM_FILE = "from file (below)"
-SCOPES = [("whole stack / time-lapse", "all"), ("current plane only", "plane")]
-#: Marks the layers this widget made, so that a per-plane run writes into its own layer, never a user's labels.
-PREDICTION_KEY = "seamless_unet_prediction"
+SCOPES = [("whole image / stack", "all"), ("current plane only", "plane")]
 
 
-class PredictWidget(JobRunner, QWidget):
+class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -45,8 +44,10 @@ class PredictWidget(JobRunner, QWidget):
         A model of this session (see the Train widget) or ``FROM_FILE``.
     model_file : FileEdit
         The model file used when ``model`` is ``FROM_FILE``.
-    tile_size, device, scope, min_size, probabilities
-        The remaining settings; ``scope`` is ``"all"`` or ``"plane"``.
+    scope, probabilities
+        What to segment (``"all"`` or ``"plane"``) and whether to add the probability map.
+    options : QCollapsible
+        The collapsed section of ``tile_size``, ``device`` and ``min_size``.
     job, worker
         The current or last run.
     last_model : UNet or None
@@ -70,9 +71,17 @@ class PredictWidget(JobRunner, QWidget):
         self._target = None
 
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
-        self.model = ComboBox(label="model", choices=self._model_choices)
+        self.model = ComboBox(
+            label="model", choices=lambda _: self._model_choices(), tooltip="a model of this session, or a file"
+        )
         self.model_file = FileEdit(label="model file", mode="r", filter="*.pt")
         self.model_file.changed.connect(self._on_file_chosen)
+        self.scope = ComboBox(label="segment", choices=SCOPES, value="all")
+        self.probabilities = CheckBox(text="also add the probability map", value=False)
+        self.form = compact_widgets(
+            Container(widgets=[self.image, self.model, self.model_file, self.scope, self.probabilities])
+        )
+        self.form.margins = (0, 0, 0, 0)
         self.tile_size = SpinBox(
             label="tile size",
             min=0,
@@ -81,44 +90,52 @@ class PredictWidget(JobRunner, QWidget):
             tooltip="input tile side in pixels; 0 = automatic (fits memory)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.scope = RadioButtons(label="segment", choices=SCOPES, value="all")
-        self.min_size = SpinBox(label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels (instances)")
-        self.probabilities = CheckBox(text="also add the probability map", value=False)
-        self.form = Container(
-            widgets=[
-                self.image,
-                self.model,
-                self.model_file,
-                self.tile_size,
-                self.device,
-                self.scope,
-                self.min_size,
-                self.probabilities,
-            ]
+        self.min_size = SpinBox(
+            label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels; smaller objects are removed"
         )
+        self.options, _ = section("Options", [self.tile_size, self.device, self.min_size])
         self.run_button, self.cancel_button, buttons = self._make_buttons(
-            "Segment", "Cancel (keep finished planes)", self.cancel
+            "Segment", "Cancel (keep done planes)", self.cancel
         )
+        self.run_button.tooltip = "segment in the background; the viewer stays usable"
         self.progress_bar = QProgressBar()
-        self.status = Label(value="Choose an image and a model (train one, or pick a .unet.pt file).")
-        self.status.native.setWordWrap(True)
+        self.status = status_label("Choose an image and a model (train one, or pick a .unet.pt file).")
 
-        layout = QVBoxLayout(self)
+        layout = self._setup_scrolling()
         layout.addWidget(self.form.native)
-        layout.addWidget(buttons.native)
+        layout.addWidget(self.options)
+        layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
         layout.addStretch()
 
         pick_default_layer(self.image, viewer, "Image")
         connect_layer_changes(viewer, self.reset_choices)
+        self._attach_registry(viewer)
+        self._on_registry_changed()
+
+    # -- the session's models ------------------------------------------------------------------------------------
+    def _connect_registry(self, registry):
         registry.changed.connect(self._on_registry_changed)
-        self.destroyed.connect(lambda *_: registry.changed.disconnect(self._on_registry_changed))
+
+    def _disconnect_registry(self, registry):
+        registry.changed.disconnect(self._on_registry_changed)
+
+    def _drop_models(self, qt_alive: bool = True) -> None:
+        if self.job is not None and self.running:
+            self.job.cancel()
+        self.last_model = None
+        self._target = None
+        if self.job is not None:
+            self.job.model = None  # a running job keeps its own reference until its plane is done
+        if not self.busy:
+            self.job = self.worker = None
+        if qt_alive:
+            self.model.reset_choices()
 
     # -- choices -------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _model_choices(_widget=None) -> list[str]:
-        return [*registry.names(), FROM_FILE]
+    def _model_choices(self) -> list[str]:
+        return [*(self.registry.names() if self.registry is not None else []), FROM_FILE]
 
     def reset_choices(self, *_):
         self.image.reset_choices()
@@ -126,9 +143,16 @@ class PredictWidget(JobRunner, QWidget):
         pick_default_layer(self.image, self.viewer, "Image")
 
     def _on_registry_changed(self):
+        # Keep no reference to a model the registry dropped (replaced by a newer one of the same file, or cleared).
+        if self.last_model is not None and not self.registry.holds(self.last_model):
+            self.last_model = None
+        if not self.busy:
+            self._target = None
+            if self.job is not None:
+                self.job.model = None
         # A newly trained model becomes the default choice.
         self.model.reset_choices()
-        names = registry.names()
+        names = self.registry.names()
         if names:
             self.model.value = names[0]
 
@@ -139,10 +163,13 @@ class PredictWidget(JobRunner, QWidget):
     # -- inputs --------------------------------------------------------------------------------------------------
     def resolve_model(self):
         """The chosen model; a file is loaded (and listed for the session). Raises ``ModelFileError``."""
-        if self.model.value != FROM_FILE:
+        registry = self.registry
+        if registry is None:
+            raise UNetInputError("this widget was closed: open 'Segment with U-Net' again.")
+        if self.model.value != FROM_FILE and self.model.value in registry:
             return registry.get(self.model.value).model
         path = str(self.model_file.line_edit.value or "").strip()
-        if not path:
+        if not path or self.model.value != FROM_FILE:
             raise UNetInputError("choose a model: train one with 'Train U-Net', or pick a .unet.pt model file.")
         model = load_model(path, device="cpu")
         registry.changed.disconnect(self._on_registry_changed)
@@ -164,24 +191,24 @@ class PredictWidget(JobRunner, QWidget):
         # Checked here, on the GUI thread, so that a wrong channel count is reported before any work starts.
         axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
         plane = None
-        image, image_axes = data, axes
         if self.scope.value == "plane" and ax.stack_axes(axes):
             plane = _layers.current_plane(layer, self.viewer, axes)
-            image, image_axes = data[_layers.plane_index(axes, plane)], _layers.in_plane_axes(axes)
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
+        # The job takes the plane (and reads everything) on its worker thread: nothing is read here.
         job = PredictionJob(
             model,
-            image,
-            image_axes,
+            data,
+            axes,
+            plane=plane,
             tile_shape=tile_shape,
             device=device,
             min_size=int(self.min_size.value),
             probabilities=bool(self.probabilities.value),
             name=layer.name,
         )
-        self._target = (layer, axes, plane, model)
+        self._target = (layer, axes, plane, model, self.registry.name_of(model) or "model")
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -199,7 +226,7 @@ class PredictWidget(JobRunner, QWidget):
             return None
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
-        layer, _, plane, _ = self._target
+        layer, _, plane, _, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
         return self._launch(job)
 
@@ -219,65 +246,75 @@ class PredictWidget(JobRunner, QWidget):
         if isinstance(result, UserError):
             self.status.value = report_exception(result.error, "Segmentation")
             return
-        layer, axes, plane, model = self._target
+        layer, axes, plane, model, model_name = self._target
+        self._target = None
         self.last_model = model
         transform = _layers.spatial_transform(layer, axes)
-        name = f"{layer.name} labels"
+        what = "instances" if model.task == "instances" else "classes"
+        name = _layers.output_name(layer.name, what, model_name)
+        mark = {"source": layer.name, "model": model_name}
         if plane is None:
             labels = result.labels
             self.last_layer = self.viewer.add_labels(labels, name=name, **transform)
-            self.last_layer.metadata[PREDICTION_KEY] = layer.name
+            _layers.mark_output(self.last_layer, "prediction", **mark)
         else:
-            labels = self._write_plane(layer, axes, plane, result.labels, name, transform)
+            labels = self._write_plane(layer, axes, plane, result.labels, name, transform, mark)
         self.last_labels = labels
         self.last_probabilities = result.probabilities
         if result.probabilities is not None and plane is None:
-            self._add_probabilities(layer, model, result.probabilities, transform)
+            self._add_probabilities(layer, model, model_name, result.probabilities, transform)
         done = len(result.planes_done)
         if result.cancelled:
-            message = f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {name!r}."
+            message = (
+                f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {self.last_layer.name!r}."
+            )
         else:
-            n = int(labels.max()) if model.task == "instances" and labels.size else None
-            message = f"Segmented {layer.name!r}" + (f": {n} objects." if n is not None else ".")
+            n = result.max_label if model.task == "instances" else None
+            message = f"Segmented {layer.name!r}" + (f": {n} objects" if n is not None else "")
+            message += f" in {self.last_layer.name!r}."
         self.status.value = message
         notify_info(message)
 
-    def _write_plane(self, layer, axes, plane, plane_labels, name, transform):
-        """Write one plane into this widget's Labels layer for ``layer`` (made on first use)."""
+    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
+        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
         spatial = ax.spatial_axes(axes)
         data = _layers.layer_data(layer)
         full_shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
         target = None
         for candidate in self.viewer.layers:
+            info = _layers.output_info(candidate)
             if (
                 is_layer(candidate, "Labels")
-                and candidate.metadata.get(PREDICTION_KEY) == layer.name
+                and info.get("role") == "prediction"
+                and info.get("source") == mark["source"]
+                and info.get("model") == mark["model"]
                 and tuple(candidate.data.shape) == full_shape
                 and candidate.data.dtype == plane_labels.dtype
             ):
                 target = candidate
         if target is None:
             target = self.viewer.add_labels(np.zeros(full_shape, plane_labels.dtype), name=name, **transform)
-            target.metadata[PREDICTION_KEY] = layer.name
+            _layers.mark_output(target, "prediction", **mark)
         target.data[ax.image_index(spatial, plane, slice(None), slice(None))] = plane_labels
         target.refresh()
         self.last_layer = target
         return target.data
 
-    def _add_probabilities(self, layer, model, probabilities, transform):
-        names = [f"{layer.name} p({c})" for c in model.class_names]
+    def _add_probabilities(self, layer, model, model_name, probabilities, transform):
         # The background probability is 1 minus the rest for two classes: show the foreground only.
         start = 1 if model.num_classes == 2 else 0
         for k in range(start, model.num_classes):
-            self.viewer.add_image(
+            what = "probabilities" if model.num_classes == 2 else f"probabilities of {model.class_names[k]}"
+            added = self.viewer.add_image(
                 probabilities[k],
-                name=names[k],
+                name=_layers.output_name(layer.name, what, model_name),
                 colormap="magma",
                 blending="additive",
                 opacity=0.6,
                 contrast_limits=(0.0, 1.0),
                 **transform,
             )
+            _layers.mark_output(added, "probabilities", source=layer.name, model=model_name, cls=model.class_names[k])
 
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Segmentation", notify=False)

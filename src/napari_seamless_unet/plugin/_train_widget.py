@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import os
+import time
 from pathlib import Path
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QProgressBar, QSizePolicy, QWidget
 
 from ..core.errors import UNetInputError
 from ..core.presets import NETWORK_PRESETS, preset_label
@@ -15,6 +17,7 @@ from ..core.progress import Progress
 from . import _layers
 from ._common import (
     JobRunner,
+    SessionWidget,
     UserError,
     connect_layer_changes,
     device_choices,
@@ -23,23 +26,30 @@ from ._common import (
     pick_default_layer,
     report_exception,
 )
-from ._jobs import Preview, TrainingJob
+from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
 from ._plot import LossPlot
-from ._registry import registry
+from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, section, status_label
 
 #: Network size presets: label -> (base_channels, depth), largest first.
 PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
+PROGRESS_MAX = 1000
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
 
 
 class _PairRow:
-    """One (image layer, Labels layer) training pair: two combo boxes and a remove button in a row."""
+    """One (image layer, Labels layer) training pair: two combo boxes and a small remove button in a row."""
 
     def __init__(self, widget: TrainWidget):
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(widget.viewer, "Image"), nullable=True)
         self.labels = ComboBox(label="labels", choices=lambda _: layer_choices(widget.viewer, "Labels"), nullable=True)
+        compact_combo(self.image, chars=5)  # two in a row: both stretch to share the dock's width
+        compact_combo(self.labels, chars=5)
+        name_in_tooltip(self.image, "image to train on")
+        name_in_tooltip(self.labels, "its annotation (a Labels layer of the same size)")
         self.remove = PushButton(text="✕", tooltip="remove this pair")
+        self.remove.native.setFixedWidth(self.remove.native.fontMetrics().horizontalAdvance("✕") + 18)
+        self.remove.native.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.container = Container(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
         self.container.margins = (0, 0, 0, 0)
         self.image.changed.connect(self._guess_labels)
@@ -52,15 +62,20 @@ class _PairRow:
             self.labels.value = guess
 
 
-class TrainWidget(JobRunner, QWidget):
+class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     """Train a U-Net on image layers and their Labels layers.
 
     Attributes
     ----------
     viewer : napari.Viewer
     form : magicgui Container
-        The settings (``task``, ``unlabelled``, ``preset``, ``steps``, ``time_budget``, ``device``, ``save_path``,
-        ``preview_every``); set their ``.value`` from a script.
+        The main settings (``task``, ``unlabelled``, ``steps``, ``time_budget``, ``save_path``); set their
+        ``.value`` from a script.
+    sections : dict[str, QCollapsible]
+        The collapsed sections of advanced settings: ``"network"`` (``preset``, ``device``), ``"augmentation"``
+        (``elastic``, ``flips``, ``rotation``, ``intensity``), ``"schedule"`` (``learning_rate``, ``batch_size``,
+        ``tile_size``) and ``"validation"`` (``validation_share``, ``val_every``, ``preview_on``,
+        ``preview_every``); every setting is also an attribute of the widget.
     pairs : list of (Image, Labels)
         The training pairs chosen (see :meth:`set_pairs`).
     job : TrainingJob or None
@@ -68,78 +83,152 @@ class TrainWidget(JobRunner, QWidget):
     worker : napari thread worker or None
         The worker running ``job``.
     last_model : UNet or None
-        The last trained model (also listed in the Segment widget).
+        The last trained model (also listed in the Segment widget); dropped when the widget closes.
     last_history : dict or None
         Its training history (``"step"``, ``"loss"``, ``"val_step"``, ...).
     last_path : Path or None
-        Where it was saved.
+        Where it was saved (the best model by validation score is beside it, see ``core.train.best_path``).
+    last_stop_reason : str or None
+        Why the last training ended: "steps", "time_budget", "stopped" or "diverged".
     plot : LossPlot
         The live loss plot.
+    registry : ModelRegistry
+        The models of this viewer's session (see :func:`napari_seamless_unet.plugin.current_model`).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
+        from ..core.train import TrainConfig
+
+        defaults = TrainConfig()
         self.viewer = viewer
         self.job: TrainingJob | None = None
         self.last_model = None
         self.last_history = None
         self.last_path: Path | None = None
+        self.last_stop_reason: str | None = None
+        self._started = time.monotonic()
         self.preview_layer = None
         self._image_name = "image"
 
         self._pair_rows: list[_PairRow] = []
         self._rows = Container(widgets=[], labels=False)
         self._rows.margins = (0, 0, 0, 0)
-        self.add_pair_button = PushButton(text="+ add image/labels pair")
+        self.add_pair_button = PushButton(text="+ add a pair", tooltip="train on several images at once")
         self.add_pair_button.changed.connect(lambda *_: self.add_pair())
 
+        # The main settings: always shown.
         self.task = ComboBox(label="task", choices=TASKS, value="instances")
-        self.unlabelled = ComboBox(label="unlabelled pixels", choices=UNLABELLED, value="background")
-        self.preset = ComboBox(
-            label="network", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
+        self.unlabelled = ComboBox(
+            label="unlabelled",
+            choices=UNLABELLED,
+            value="background",
+            tooltip="what unpainted pixels (label 0) are: background, or unknown (sparse annotation)",
         )
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=200)
         self.time_budget = FloatSpinBox(
-            label="time limit (min)", min=0.0, max=100_000.0, value=0.0, step=1.0, tooltip="0 = no limit"
+            label="time limit",
+            min=0.0,
+            max=100_000.0,
+            value=0.0,
+            step=1.0,
+            tooltip="training ends after the steps or this time, whichever comes first; 0 = no limit",
+        )
+        self.save_path = FileEdit(label="save as", mode="w", filter="*.unet.pt", value=self._default_path())
+        self.time_budget.native.setSuffix(" min")
+        self.time_budget.native.setSpecialValueText("no limit")
+        self.save_path.tooltip = (
+            "the model file; the best one by validation score goes beside it as <name>.best.unet.pt"
+        )
+        self.form = compact_widgets(
+            Container(widgets=[self.task, self.unlabelled, self.steps, self.time_budget, self.save_path])
+        )
+        self.form.margins = (0, 0, 0, 0)
+
+        # Advanced settings, in collapsed sections.
+        self.preset = ComboBox(
+            label="size", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.save_path = FileEdit(label="save model as", mode="w", filter="*.unet.pt", value=self._default_path())
+        self.elastic = FloatSpinBox(
+            label="elastic (px)",
+            min=0.0,
+            max=100.0,
+            value=defaults.elastic_std,
+            tooltip="elastic deformation: standard deviation of the displacements, in pixels; 0 = off",
+        )
+        self.flips = CheckBox(text="flips and 90° turns", value=defaults.flip and defaults.rotate90)
+        self.rotation = FloatSpinBox(
+            label="rotation (°)", min=0.0, max=180.0, value=defaults.rotation, tooltip="largest random rotation"
+        )
+        self.intensity = FloatSpinBox(
+            label="intensity",
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            value=defaults.contrast,
+            tooltip="random contrast and gamma changes up to ± this, brightness up to ± half of it; 0 = off",
+        )
+        self.learning_rate = FloatSpinBox(
+            label="learning rate",
+            min=0.0,
+            max=1.0,
+            step=1e-4,
+            value=0.0,
+            tooltip="0 = the default (1e-3); lower it if training diverges",
+        )
+        self.learning_rate.native.setDecimals(5)
+        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=defaults.batch_size)
+        self.tile_size = SpinBox(
+            label="tile size", min=0, max=4096, value=0, tooltip="training input tile side in pixels; 0 = automatic"
+        )
+        self.validation_share = SpinBox(
+            label="validation (%)",
+            min=0,
+            max=90,
+            value=round(100 * defaults.validation_fraction),
+            tooltip="share of the annotated planes held out to measure the score (none with a single plane)",
+        )
+        self.val_every = SpinBox(
+            label="validate every", min=0, max=100_000, value=0, tooltip="steps between validations; 0 = automatic"
+        )
+        self.preview_on = CheckBox(text="live prediction preview", value=True)
         self.preview_every = SpinBox(
             label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
         )
-        self.preview_on = CheckBox(text="show a live prediction preview", value=True)
-        self.form = Container(
-            widgets=[
-                self.task,
-                self.unlabelled,
-                self.preset,
-                self.steps,
-                self.time_budget,
-                self.device,
-                self.save_path,
-                self.preview_on,
-                self.preview_every,
-            ]
+        self.sections = {}
+        self.sections["network"], _ = section("Network", [self.preset, self.device])
+        self.sections["augmentation"], _ = section(
+            "Augmentation", [self.elastic, self.flips, self.rotation, self.intensity]
         )
-        self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
+        self.sections["schedule"], _ = section("Schedule", [self.learning_rate, self.batch_size, self.tile_size])
+        self.sections["validation"], _ = section(
+            "Validation", [self.validation_share, self.val_every, self.preview_on, self.preview_every]
+        )
 
+        self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
+        self.train_button.tooltip = "train in the background; the viewer stays usable"
         self.progress_bar = QProgressBar()
         self.progress_bar.setValue(0)
-        self.status = Label(value="Choose an image and its Labels layer, then Train.")
-        self.status.native.setWordWrap(True)
+        self.status = status_label("Choose an image and its Labels layer, then Train.")
         self.plot = LossPlot()
 
-        layout = QVBoxLayout(self)
-        pairs_label = Label(value="<b>Training data</b> (image → its Labels layer)")
-        for w in (pairs_label, self._rows, self.add_pair_button, self.form, buttons):
-            layout.addWidget(w.native)
+        layout = self._setup_scrolling()
+        pairs_label = Label(value="<b>Training data</b>: image → its labels")
+        layout.addWidget(pairs_label.native)
+        layout.addWidget(self._rows.native)
+        layout.addWidget(natural_width(self.add_pair_button))
+        layout.addWidget(self.form.native)
+        for collapsible in self.sections.values():
+            layout.addWidget(collapsible)
+        layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
-        layout.addWidget(self.plot)
-        layout.addStretch()
+        layout.addWidget(self.plot, stretch=1)
 
         self.add_pair()
         connect_layer_changes(viewer, self.reset_choices)
+        self._attach_registry(viewer)
 
     # -- configuration -------------------------------------------------------------------------------------------
     @staticmethod
@@ -191,8 +280,9 @@ class TrainWidget(JobRunner, QWidget):
 
         base, depth = self.preset.value
         # FileEdit resolves an empty entry to the working directory: read the text instead.
-        path = str(self.save_path.line_edit.value or "").strip()
+        path = os.path.expanduser(str(self.save_path.line_edit.value or "").strip())
         steps = int(self.steps.value)
+        intensity = float(self.intensity.value)
         values = {
             "task": self.task.value,
             "unlabelled": self.unlabelled.value,
@@ -202,8 +292,19 @@ class TrainWidget(JobRunner, QWidget):
             "time_budget": float(self.time_budget.value) * 60 or None,
             "device": None if self.device.value == "auto" else self.device.value,
             "save_path": path or None,
-            # A few validation points on every run length, so the plot shows a trend.
-            "val_every": max(1, min(50, steps // 10)),
+            "elastic_std": float(self.elastic.value),
+            "flip": bool(self.flips.value),
+            "rotate90": bool(self.flips.value),
+            "rotation": float(self.rotation.value),
+            "contrast": intensity,
+            "brightness": intensity / 2,
+            "gamma": intensity,
+            "learning_rate": float(self.learning_rate.value) or None,
+            "batch_size": int(self.batch_size.value),
+            "tile_size": int(self.tile_size.value) or None,
+            "validation_fraction": int(self.validation_share.value) / 100,
+            # By default a few validation points on every run length, so the plot shows a trend.
+            "val_every": int(self.val_every.value) or max(1, min(50, steps // 10)),
             "checkpoint_every": max(1, min(50, steps // 4)),
         }
         values.update(overrides)
@@ -213,30 +314,32 @@ class TrainWidget(JobRunner, QWidget):
         return int(self.preview_every.value) if self.preview_on.value else 0
 
     def make_job(self, **overrides) -> TrainingJob:
-        """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes."""
-        data = _layers.training_data(self.pairs, self.unlabelled.value)
-        config = self.make_config(axes=data.axes, **overrides)
+        """Collect the layers and settings into a :class:`TrainingJob`; raises ``UNetInputError`` on mistakes.
+
+        Only shapes and names are looked at here (on the GUI thread): the job reads the layers' data in its worker.
+        """
+        plan = _layers.plan_training(self.pairs, self.unlabelled.value)
+        config = self.make_config(axes=plan.axes, **overrides)
         image_layer = self.pairs[0][0]
-        preview, preview_axes = None, None
+        preview, index, preview_axes = None, None, None
         every = self._preview_steps()  # previews copy the live network from the progress events
         if every:
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
-            preview = _layers.layer_data(image_layer)[_layers.plane_index(axes, plane)]
+            preview, index = _layers.layer_data(image_layer), _layers.plane_index(axes, plane)
             preview_axes = _layers.in_plane_axes(axes)
             self._preview_target = (image_layer, axes, plane)
         self._image_name = image_layer.name
-        job = TrainingJob(
-            data.images,
-            data.labels,
+        return TrainingJob(
+            [],
+            [],
             config,
+            plan=plan,
             preview_image=preview,
+            preview_index=index,
             preview_axes=preview_axes,
             preview_every=every,
-            names=data.names,
         )
-        job.summary = data.summary
-        return job
 
     # -- running -------------------------------------------------------------------------------------------------
     def _buttons(self) -> tuple:
@@ -252,10 +355,14 @@ class TrainWidget(JobRunner, QWidget):
             report_exception(err, "Training")
             return None
         self.plot.clear()
-        self.progress_bar.setRange(0, job.config.steps)
+        self.progress_bar.setRange(0, PROGRESS_MAX)
         self.progress_bar.setValue(0)
-        self.status.value = f"Training on {job.summary}…"
-        return self._launch(job)
+        self._started = time.monotonic()
+        self.status.value = "Reading the annotated planes…"
+        worker = self._launch(job)
+        # On a small screen the dock scrolls: bring the progress, the status and the plot into view.
+        self.scroll_area.ensureWidgetVisible(self.plot, 0, 0)
+        return worker
 
     def stop(self):
         """Stop after the current step, keeping (and saving) the model trained so far."""
@@ -270,10 +377,12 @@ class TrainWidget(JobRunner, QWidget):
         if not isinstance(event, Progress):
             return
         info = event.info or {}
+        if event.stage == "read":
+            self._started = time.monotonic()  # the time limit counts from here (about)
+            self.status.value = f"Training on {info.get('summary')}…"
+            return
         step = info.get("step", event.done)
-        self.progress_bar.setMaximum(max(1, event.total))
-        self.progress_bar.setValue(min(event.done, event.total))
-        text = f"step {step}/{event.total}"
+        text = self._show_progress(step, event.total)
         if info.get("loss") is not None:
             self.plot.add_point("loss", step, info["loss"])
             text += f"   loss {info['loss']:.4f}"
@@ -293,7 +402,7 @@ class TrainWidget(JobRunner, QWidget):
 
     def _show_preview(self, preview: Preview):
         image_layer, axes, _plane = self._preview_target
-        name = f"{image_layer.name} preview"
+        name = _layers.output_name(image_layer.name, "preview", "training")
         layer = self.preview_layer
         if layer is not None and layer in self.viewer.layers and layer.data.shape == preview.labels.shape:
             layer.data = preview.labels
@@ -307,25 +416,55 @@ class TrainWidget(JobRunner, QWidget):
                 translate=transform["translate"][-2:],
                 opacity=0.5,
             )
-        self.preview_layer.metadata["seamless_unet_preview_step"] = preview.step
+        _layers.mark_output(self.preview_layer, "preview", source=image_layer.name, step=preview.step)
 
     def _on_returned(self, result):
         if isinstance(result, UserError):
             self.status.value = report_exception(result.error, "Training")
             return
+        if result is None:
+            self.status.value = "Stopped before training began: nothing was trained."
+            return
         model, history = result
+        history = history or {}
         self.last_model = model
         self.last_history = history
-        path = self.job.config.save_path if self.job is not None else None
+        config = self.job.config if self.job is not None else None
+        path = config.save_path if config is not None else None
         self.last_path = Path(path) if path else None
-        name = f"{self._image_name} ({datetime.datetime.now():%H:%M:%S})"
-        registry.add(model, name, path)
-        stopped = bool((history or {}).get("stopped"))
-        steps = (history or {}).get("step") or [0]
-        where = f" saved to {path}" if path else " (not saved: no file name given)"
-        message = f"{'Stopped at' if stopped else 'Finished'} step {steps[-1]}; model '{name}'{where}."
+        # Listed under its file name (retraining the same file replaces it), else the image's name and the time.
+        name = Path(path).name if path else f"{self._image_name} model ({datetime.datetime.now():%H:%M:%S})"
+        if self.registry is not None:  # None once the widget was closed while training
+            name = self.registry.add(model, name, path)
+        self.last_stop_reason = stop_reason(history, config)
+        if self.last_stop_reason in ("steps", "time_budget"):
+            self.progress_bar.setValue(PROGRESS_MAX)  # a normal end: whichever limit ended it is reached
+        message = training_outcome(history, config, path)
+        if not path:
+            message += f" It is listed as {name!r} in 'Segment with U-Net'."
         self.status.value = message
         notify_info(message)
 
+    def _show_progress(self, step: int, total: int) -> str:
+        """Move the progress bar after ``step`` of ``total``; returns the status text.
+
+        With a time limit the bar follows whichever limit comes first (steps done or time elapsed); it reaches
+        100 % only when training ends normally.
+        """
+        fraction = step / max(1, total)
+        text = f"step {step}/{total}"
+        budget = self.job.config.time_budget if self.job is not None else None
+        if budget:
+            elapsed = time.monotonic() - self._started
+            fraction = max(fraction, elapsed / budget)
+            text += f" ({format_duration(max(0.0, budget - elapsed))} left)"
+        self.progress_bar.setValue(min(PROGRESS_MAX - 1, int(PROGRESS_MAX * fraction)))
+        return text
+
     def _on_errored(self, err):
         self.status.value = report_exception(err, "Training", notify=False)
+
+    def _drop_models(self, qt_alive: bool = True) -> None:
+        if self.job is not None and self.running:
+            self.job.stop()  # the model trained so far is saved
+        self.last_model = None
