@@ -71,7 +71,7 @@ def screenshot(size: tuple[int, int], output: Path, steps: int) -> Path:
     settle()
 
     with tempfile.TemporaryDirectory() as folder:
-        train.preset.value = (8, 2)  # the "tiny" preset: a minute on a laptop CPU
+        train.preset.value = "tiny"  # the "tiny" preset: a minute on a laptop CPU
         train.steps.value = steps
         train.preview_every.value = 25
         train.device.value = "cpu"

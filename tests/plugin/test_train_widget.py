@@ -47,7 +47,7 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     path = tmp_path / "trained.unet.pt"
     assert path.exists() and widget.last_path == path
     model = load_model(path)
-    assert (model.base_channels, model.depth) == TINY and model.task == "instances"
+    assert (model.base_channels, model.depth) == (8, 2) and model.task == "instances"  # the tiny preset
     assert widget.last_history["step"] == list(range(1, 7))
     assert widget.last_model is not None
     # The live plot got every loss and at least one validation point; the preview layer appeared.

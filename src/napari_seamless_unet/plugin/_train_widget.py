@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtWidgets import QProgressBar, QSizePolicy, QWidget
 
 from ..core.errors import UNetInputError
-from ..core.presets import NETWORK_PRESETS, preset_label
 from ..core.progress import Progress
 from . import _layers
 from ._common import (
@@ -20,7 +19,6 @@ from ._common import (
     SessionWidget,
     UserError,
     connect_layer_changes,
-    device_choices,
     layer_choices,
     notify_info,
     pick_default_layer,
@@ -28,10 +26,9 @@ from ._common import (
 )
 from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
 from ._plot import LossPlot
-from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, section, status_label
+from ._train_settings import PRESETS, AdvancedSettings  # noqa: F401  (PRESETS: importable from here)
+from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, status_label
 
-#: Network size presets: label -> (base_channels, depth), largest first.
-PRESETS = {preset_label(name): size for name, size in reversed(NETWORK_PRESETS.items())}
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
 PROGRESS_MAX = 1000
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
@@ -98,9 +95,6 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        from ..core.train import TrainConfig
-
-        defaults = TrainConfig()
         self.viewer = viewer
         self.job: TrainingJob | None = None
         self.last_model = None
@@ -145,66 +139,11 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         )
         self.form.margins = (0, 0, 0, 0)
 
-        # Advanced settings, in collapsed sections.
-        self.preset = ComboBox(
-            label="size", choices=list(PRESETS.items()), value=PRESETS["small (16 channels, depth 3)"]
-        )
-        self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.elastic = FloatSpinBox(
-            label="elastic (px)",
-            min=0.0,
-            max=100.0,
-            value=defaults.elastic_std,
-            tooltip="elastic deformation: standard deviation of the displacements, in pixels; 0 = off",
-        )
-        self.flips = CheckBox(text="flips and 90° turns", value=defaults.flip and defaults.rotate90)
-        self.rotation = FloatSpinBox(
-            label="rotation (°)", min=0.0, max=180.0, value=defaults.rotation, tooltip="largest random rotation"
-        )
-        self.intensity = FloatSpinBox(
-            label="intensity",
-            min=0.0,
-            max=1.0,
-            step=0.05,
-            value=defaults.contrast,
-            tooltip="random contrast and gamma changes up to ± this, brightness up to ± half of it; 0 = off",
-        )
-        self.learning_rate = FloatSpinBox(
-            label="learning rate",
-            min=0.0,
-            max=1.0,
-            step=1e-4,
-            value=0.0,
-            tooltip="0 = the default (1e-3); lower it if training diverges",
-        )
-        self.learning_rate.native.setDecimals(5)
-        self.batch_size = SpinBox(label="batch size", min=1, max=256, value=defaults.batch_size)
-        self.tile_size = SpinBox(
-            label="tile size", min=0, max=4096, value=0, tooltip="training input tile side in pixels; 0 = automatic"
-        )
-        self.validation_share = SpinBox(
-            label="validation (%)",
-            min=0,
-            max=90,
-            value=round(100 * defaults.validation_fraction),
-            tooltip="share of the annotated planes held out to measure the score (none with a single plane)",
-        )
-        self.val_every = SpinBox(
-            label="validate every", min=0, max=100_000, value=0, tooltip="steps between validations; 0 = automatic"
-        )
-        self.preview_on = CheckBox(text="live prediction preview", value=True)
-        self.preview_every = SpinBox(
-            label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
-        )
-        self.sections = {}
-        self.sections["network"], _ = section("Network", [self.preset, self.device])
-        self.sections["augmentation"], _ = section(
-            "Augmentation", [self.elastic, self.flips, self.rotation, self.intensity]
-        )
-        self.sections["schedule"], _ = section("Schedule", [self.learning_rate, self.batch_size, self.tile_size])
-        self.sections["validation"], _ = section(
-            "Validation", [self.validation_share, self.val_every, self.preview_on, self.preview_every]
-        )
+        # Advanced settings, in collapsed sections; their widgets stay reachable as attributes of this widget.
+        self.advanced = AdvancedSettings()
+        for name in AdvancedSettings.WIDGETS:
+            setattr(self, name, getattr(self.advanced, name))
+        self.sections = self.advanced.sections
 
         self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
         self.train_button.tooltip = "train in the background; the viewer stays usable"
@@ -278,34 +217,17 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         """The :class:`TrainConfig` the current settings describe (``overrides`` replace fields)."""
         from ..core.train import TrainConfig
 
-        base, depth = self.preset.value
         # FileEdit resolves an empty entry to the working directory: read the text instead.
         path = os.path.expanduser(str(self.save_path.line_edit.value or "").strip())
         steps = int(self.steps.value)
-        intensity = float(self.intensity.value)
         values = {
             "task": self.task.value,
             "unlabelled": self.unlabelled.value,
-            "base_channels": base,
-            "depth": depth,
             "steps": steps,
             "time_budget": float(self.time_budget.value) * 60 or None,
-            "device": None if self.device.value == "auto" else self.device.value,
             "save_path": path or None,
-            "elastic_std": float(self.elastic.value),
-            "flip": bool(self.flips.value),
-            "rotate90": bool(self.flips.value),
-            "rotation": float(self.rotation.value),
-            "contrast": intensity,
-            "brightness": intensity / 2,
-            "gamma": intensity,
-            "learning_rate": float(self.learning_rate.value) or None,
-            "batch_size": int(self.batch_size.value),
-            "tile_size": int(self.tile_size.value) or None,
-            "validation_fraction": int(self.validation_share.value) / 100,
-            # By default a few validation points on every run length, so the plot shows a trend.
-            "val_every": int(self.val_every.value) or max(1, min(50, steps // 10)),
             "checkpoint_every": max(1, min(50, steps // 4)),
+            **self.advanced.config_values(steps),
         }
         values.update(overrides)
         return TrainConfig(**values)

@@ -154,23 +154,23 @@ def _step_seconds(base: int, depth: int, tile: int, channels: tuple[int, int], d
 
     from ..model import UNet
 
-    with torch.random.fork_rng(devices=[]):  # the probe's random weights must not touch the caller's state
+    with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
         model = UNet(channels[0], channels[1], base, depth).to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.zeros(1, channels[0], tile, tile, device=device)
-    best = float("inf")
-    for i in range(5):
-        start = time.perf_counter()
-        loss = model(x).float().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "mps":
-            torch.mps.synchronize()
-        if i >= 2:
-            best = min(best, time.perf_counter() - start)
+        if device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        x = torch.zeros(1, channels[0], tile, tile, device=device)
+        best = float("inf")
+        for i in range(5):
+            start = time.perf_counter()
+            loss = model(x).float().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.type == "mps":
+                torch.mps.synchronize()
+            if i >= 2:
+                best = min(best, time.perf_counter() - start)
     return best
 
 
