@@ -49,9 +49,11 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.unet.pt"
     torch.save({"format": "napari-seamless-unet", "format_version": 1, "x": _Payload()}, path)
-    with pytest.raises(ModelFileError, match="refused"):
+    with pytest.raises(ModelFileError, match="refused") as refused:
         load_model(path)
     assert not (tmp_path / "pwned").exists()
+    # The message says how to get a safe file, never PyTorch's advice to load it unsafely.
+    assert "weights_only" not in str(refused.value) and "save_model" in str(refused.value)
     # A raw pickle file (not a torch archive) is refused too.
     raw = tmp_path / "raw.unet.pt"
     raw.write_bytes(pickle.dumps(_Payload()))

@@ -277,3 +277,9 @@ def test_instances_into_zarr_output(tmp_path):
 def test_nested_lists_are_accepted_like_arrays():
     image = np.random.default_rng(8).random((40, 44)).astype(np.float32)
     np.testing.assert_array_equal(segment(tiny(), image.tolist()), segment(tiny(), image))
+
+
+def test_an_image_too_small_for_a_trained_model_suggests_padding_not_a_smaller_depth():
+    with pytest.raises(InvalidShapeError, match=r"Pad the image to at least 20 x 20") as err:
+        predict(tiny(), np.zeros((12, 30), np.float32))
+    assert "model trained with a smaller depth" in str(err.value)

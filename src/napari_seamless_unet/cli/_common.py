@@ -16,8 +16,29 @@ PROG = "seamless-unet"
 EXIT_INTERRUPTED = 130
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default (options whose help already names it are left as they are)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if action.default is None:
+            return f"{text} (default: not set)"
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, like every other error of the command line."""
+    """An argument parser whose errors are one line, like every other error of the command line, and whose help
+    shows every default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _ShowDefaults)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")

@@ -69,6 +69,28 @@ def describe_model(path: str) -> dict[str, Any]:
     }
 
 
+def settings_table(config: dict[str, Any]) -> list[str]:
+    """A training configuration as aligned ``name  value`` rows, nested settings (augmentation) indented."""
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", _plain(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _plain(value)))
+    width = max((len(name) for name, _ in rows), default=0)
+    return [f"  {name.replace('_', ' '):<{width}}  {value}" for name, value in rows]
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
+
+
 def format_info(info: dict[str, Any]) -> str:
     """The text form of :func:`describe_model`'s dict."""
     from .train import history_summary
@@ -96,8 +118,8 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     train_config = info["train_config"]
     if train_config:
-        shown = ", ".join(f"{k}={v}" for k, v in train_config.items() if not isinstance(v, (dict, list)))
-        lines.append(f"training:       {shown}")
+        lines.append("training settings:")
+        lines += settings_table(train_config)
     history_lines = history_summary(info["history"])
     lines += [f"history:        {line}" for line in history_lines] or ["history:        none recorded"]
     versions = info["versions"] or {}

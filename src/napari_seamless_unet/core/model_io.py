@@ -134,10 +134,13 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
+        # PyTorch's own message ends with advice to load it unsafely (weights_only=False): never pass that on.
         raise ModelFileError(
-            f"refused to load {str(path)!r}: it contains Python objects that could run code when loaded, which "
-            f"model files of napari-seamless-unet never do. Only load files from sources you trust. ({err})"
+            f"refused to load {str(path)!r}: it contains Python objects that could run code when loaded, "
+            f"which model files of napari-seamless-unet never do. Use the .unet.pt file written by training, or, "
+            f"if you trust the file's source and it holds a U-Net, turn it into a safe model file in Python: "
+            f"build the UNet, load its weights, and call napari_seamless_unet.save_model(model, 'safe.unet.pt')."
         ) from None
     except Exception as err:
         raise ModelFileError(

@@ -38,7 +38,7 @@ def _as_array(image):
 def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     ax.check_image_dtype(image, name)
     axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
-    shapes.check_context((image.shape[axes.index("Y")], image.shape[axes.index("X")]), model.depth, name)
+    shapes.check_context((image.shape[axes.index("Y")], image.shape[axes.index("X")]), model.depth, name, trained=True)
     return axes
 
 

@@ -131,16 +131,25 @@ def check_input_shape(shape: Sequence[int], depth: int = 4, what: str = "tile") 
         ) from None
 
 
-def check_context(size: Sequence[int], depth: int, what: str = "image") -> None:
+def check_context(size: Sequence[int], depth: int, what: str = "image", trained: bool = False) -> None:
     """Raise if a (Y, X) image is smaller than the network's context on each side.
 
-    Mirroring cannot extrapolate such an image reliably; the message says which smaller depth would fit.
+    Mirroring cannot extrapolate such an image reliably. For training (``trained=False``) the message suggests a
+    smaller depth; a trained model's depth cannot change, so for prediction it suggests padding the image or a
+    model of smaller depth.
     """
     context = halo(depth)
     if min(size) < context:
         smaller = max(1, depth - 1)
+        if trained:
+            fix = (
+                f"Pad the image to at least {context} x {context} pixels (e.g. numpy.pad(image, ..., "
+                f"mode='reflect') and crop the result), or use a model trained with a smaller depth (depth "
+                f"{smaller} needs {halo(smaller)} pixels)."
+            )
+        else:
+            fix = f"Use a larger image or a smaller depth (depth {smaller} needs {halo(smaller)} pixels)."
         raise InvalidShapeError(
             f"{what} of YX size {tuple(int(s) for s in size)} is smaller than the network's context of {context} "
-            f"pixels on each side; mirroring cannot extrapolate it reliably. Use a larger image or a smaller depth "
-            f"(depth {smaller} needs {halo(smaller)} pixels)."
+            f"pixels on each side; mirroring cannot extrapolate it reliably. {fix}"
         )
