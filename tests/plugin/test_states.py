@@ -163,3 +163,18 @@ def test_the_loss_plot_has_axis_titles_and_a_legend(qtbot, viewer, tmp_path, not
     image = plot.grab().toImage()  # paints without error
     assert not image.isNull()
     image.save(str(tmp_path / "plot.png"))
+
+
+def test_the_end_message_shows_the_settings_chosen_for_the_device():
+    history = _history(50)
+    history["settings"] = {
+        "base_channels": 16,
+        "depth": 2,
+        "tile_size": 104,
+        "batch_size": 1,
+        "learning_rate": 0.003,
+        "device": "cpu",
+        "automatic": ["base_channels", "depth"],
+    }
+    message = training_outcome(history, _config(50), None)
+    assert "Network: 16 channels, depth 2, tiles of 104 px, batch 1, learning rate 0.003 (chosen for cpu)." in message

@@ -181,3 +181,20 @@ class StopOnCtrlC:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
+
+
+def add_output_options(parser: argparse.ArgumentParser, kind: str) -> None:
+    """``-o/--output`` and ``--format``, shared by the commands that write one result per input."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, "
+        f"named <name>_{kind}.tif)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("tif", "zarr"),
+        default=None,
+        help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ._common import axes_letters
+from ._common import add_output_options, axes_letters
 
 
 def probability(text: str) -> float:
@@ -92,18 +92,7 @@ def add_parser(subparsers) -> None:
         "use the same options with 'seamless-unet segment'.",
     )
     sub.add_argument("inputs", nargs="+", help="probability maps (TIFF, zarr, npy) or folders of them")
-    sub.add_argument(
-        "-o",
-        "--output",
-        default=None,
-        help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, named <name>_labels.tif)",
-    )
-    sub.add_argument(
-        "--format",
-        choices=("tif", "zarr"),
-        default=None,
-        help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
-    )
+    add_output_options(sub, "labels")
     sub.add_argument(
         "--axes",
         type=axes_letters,

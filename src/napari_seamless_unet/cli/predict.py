@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ._common import ProgressBar, add_run_options, axes_letters, check_device, positive_int, tile_size
+from ._common import (
+    ProgressBar,
+    add_output_options,
+    add_run_options,
+    axes_letters,
+    check_device,
+    positive_int,
+    tile_size,
+)
 from .postprocess import add_instance_options, instance_options
 
 #: command -> (help, what it writes, the ``output`` of the core's prediction)
@@ -28,19 +36,7 @@ def add_parser(subparsers) -> None:
         )
         sub.add_argument("model", help="model file (.unet.pt)")
         sub.add_argument("inputs", nargs="+", help="image files (TIFF, zarr, npy) or folders of them")
-        sub.add_argument(
-            "-o",
-            "--output",
-            default=None,
-            help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, "
-            f"named <name>_{output}.tif)",
-        )
-        sub.add_argument(
-            "--format",
-            choices=("tif", "zarr"),
-            default=None,
-            help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
-        )
+        add_output_options(sub, output)
         sub.add_argument(
             "--tile-size",
             type=tile_size,

@@ -213,6 +213,7 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
         message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
     else:
         message = f"Finished: {last} steps."
+    message += settings_text(history.get("settings"))
     if not path:
         return message + " Not saved: no file name given (the model is kept for this session)."
     path = Path(path)
@@ -222,6 +223,18 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
     if best_step is not None and best.exists():
         files += f" and {best.name} (best validation score, step {best_step})"
     return f"{message} {files} in {path.parent}."
+
+
+def settings_text(settings: dict | None) -> str:
+    """' Network: 16 channels, depth 2, tiles of 104 px, batch 1, learning rate 0.003 (chosen for cpu).'"""
+    if not settings or "base_channels" not in settings:
+        return ""
+    chosen = " (chosen for " + str(settings.get("device", "the device")) + ")" if settings.get("automatic") else ""
+    return (
+        f" Network: {settings['base_channels']} channels, depth {settings['depth']}, tiles of "
+        f"{settings['tile_size']} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
+        f"{chosen}."
+    )
 
 
 # -- prediction --------------------------------------------------------------------------------------------------
