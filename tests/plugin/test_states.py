@@ -92,9 +92,9 @@ def test_a_normal_end_names_both_files(qtbot, viewer, tmp_path, notes):
     assert not notes["error"], notes["error"]
     best_step = widget.last_history["best_step"]
     assert best_step is not None and best_path(tmp_path / "cells.unet.pt").exists()
-    assert widget.status.value == (
+    assert widget.status.value.startswith(
         "Finished: 6 steps. Saved cells.unet.pt (last step) and cells.best.unet.pt (best validation score, "
-        f"step {best_step}) in {tmp_path}."
+        f"step {best_step}) in {tmp_path}. Network: 8 channels, depth 2,"
     )
     assert notes["info"][-1] == widget.status.value
     assert widget.last_stop_reason == "steps"

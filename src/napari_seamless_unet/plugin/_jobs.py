@@ -213,16 +213,16 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
         message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
     else:
         message = f"Finished: {last} steps."
-    message += settings_text(history.get("settings"))
+    settings = settings_text(history.get("settings"))
     if not path:
-        return message + " Not saved: no file name given (the model is kept for this session)."
+        return message + " Not saved: no file name given (the model is kept for this session)." + settings
     path = Path(path)
     what = f"weights of step {last}" if reason == "diverged" else "last step"
     files = f"Saved {path.name} ({what})"
     best, best_step = best_path(path), history.get("best_step")
     if best_step is not None and best.exists():
         files += f" and {best.name} (best validation score, step {best_step})"
-    return f"{message} {files} in {path.parent}."
+    return f"{message} {files} in {path.parent}.{settings}"
 
 
 def settings_text(settings: dict | None) -> str:
