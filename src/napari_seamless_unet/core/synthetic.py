@@ -6,6 +6,21 @@ import numpy as np
 from scipy import ndimage
 
 
+def _canvas(shape: tuple[int, int], seed: int | None):
+    """A generator, pixel coordinates, an empty "how deep inside an object" map and empty labels."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    depth_inside = np.full(shape, -np.inf, dtype=np.float32)
+    return np.random.default_rng(seed), yy, xx, depth_inside, np.zeros(shape, dtype=np.int32)
+
+
+def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels renumbered 1..n (objects hidden entirely by others leave gaps), and the old ids present."""
+    present = np.unique(labels[labels > 0])
+    lut = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+    lut[present] = np.arange(1, len(present) + 1)
+    return lut[labels], present
+
+
 def touching_discs(
     shape: tuple[int, int] = (256, 256),
     n_objects: int = 40,
@@ -25,11 +40,8 @@ def touching_discs(
     image : float32 array of ``shape`` in about [0, 1]
     labels : int32 array of ``shape``, 0 = background, 1..n objects
     """
-    rng = np.random.default_rng(seed)
+    rng, yy, xx, depth_inside, labels = _canvas(shape, seed)
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    depth_inside = np.full(shape, -np.inf, dtype=np.float32)
-    labels = np.zeros(shape, dtype=np.int32)
     for label in range(1, n_objects + 1):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         r = rng.uniform(*radius)
@@ -39,11 +51,7 @@ def touching_discs(
         take = (d > 0) & (d > depth_inside)
         labels[take] = label
         depth_inside = np.maximum(depth_inside, d)
-    # Relabel consecutively (some discs are hidden entirely by others).
-    present = np.unique(labels[labels > 0])
-    lut = np.zeros(n_objects + 1, dtype=np.int32)
-    lut[present] = np.arange(1, len(present) + 1)
-    labels = lut[labels]
+    labels, present = _consecutive(labels)
 
     boundary = ndimage.morphological_gradient(labels, size=3) > 0
     image = np.where(labels > 0, 0.75, 0.1).astype(np.float32)
@@ -76,11 +84,8 @@ def clustered_nuclei(
     image : float32 array of ``shape``
     labels : int32 array of ``shape``, 0 = background, 1..n nuclei
     """
-    rng = np.random.default_rng(seed)
+    rng, yy, xx, depth_inside, labels = _canvas(shape, seed)
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    depth_inside = np.full(shape, -np.inf, dtype=np.float32)
-    labels = np.zeros(shape, dtype=np.int32)
     centres = []
     for _ in range(n_clusters):
         cy, cx = rng.uniform(0.1 * h, 0.9 * h), rng.uniform(0.1 * w, 0.9 * w)
@@ -104,10 +109,7 @@ def clustered_nuclei(
         take = (d > 0) & (d > depth_inside)
         labels[take] = len(placed)
         depth_inside = np.maximum(depth_inside, d)
-    present = np.unique(labels[labels > 0])
-    lut = np.zeros(len(placed) + 1, dtype=np.int32)
-    lut[present] = np.arange(1, len(present) + 1)
-    labels = lut[labels]
+    labels, present = _consecutive(labels)
 
     brightness = np.concatenate([[0.0], rng.uniform(0.35, 1.0, size=len(present))]).astype(np.float32)
     texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 2.0).astype(np.float32)
