@@ -27,6 +27,13 @@ LINK_IOU = 0.3
 BLOCK = 4096
 
 
+def holds_instance_ids(dtype) -> bool:
+    """Whether an array of ``dtype`` can take instance ids: the number of objects is unknown before labelling,
+    so only an integer type of 32 bits or more is safe."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "iu" and dtype.itemsize >= 4
+
+
 def check_instance_options(threshold: float, min_size: int, method: str) -> None:
     """Refuse a threshold outside [0, 1), a negative ``min_size`` or an unknown method, before any work."""
     if not 0 <= threshold < 1:
@@ -313,7 +320,7 @@ def instances_from_probabilities(
     shape = tuple(int(n) for n, a in zip(probabilities.shape, axes) if a != "C")
     if out is None:
         out = np.zeros(shape, dtype=np.int32)
-    elif tuple(out.shape) != shape or np.dtype(out.dtype).kind not in "iu" or np.dtype(out.dtype).itemsize < 4:
+    elif tuple(out.shape) != shape or not holds_instance_ids(out.dtype):
         raise UNetInputError(
             f"out has shape {tuple(out.shape)} and dtype {out.dtype}; expected shape {shape} and an integer dtype "
             f"of 32 bits or more (e.g. int32) for instance ids."

@@ -20,7 +20,7 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
     predict_tiles,
     shrink_after_oom,
 )
-from .instances import ForegroundSink, StackLabeller
+from .instances import ForegroundSink, StackLabeller, holds_instance_ids
 from .model import UNet
 from .normalization import apply_statistics
 from .progress import Progress, ProgressLike, run
@@ -82,8 +82,7 @@ def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: st
             )
         return
     if model.task == "instances":
-        # The number of objects is unknown before segmenting: only a 32-bit or wider integer is safe.
-        ok = dtype.kind in "iu" and dtype.itemsize >= 4
+        ok = holds_instance_ids(dtype)
         what = "instance ids (one per object, possibly many thousands)"
     else:
         ok = dtype.kind in "iu" and np.iinfo(dtype).max >= model.num_classes - 1
@@ -93,6 +92,15 @@ def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: st
             f"out has dtype {dtype}, which cannot hold {what} without wrapping around; create it with dtype "
             f"{needed} (e.g. numpy.zeros(shape, dtype='{needed}'))."
         )
+
+
+def _output_array(out, model: UNet, image_shape, axes: str, output: str, name: str):
+    """``out`` checked against the result's shape and dtype, or a new zero-filled numpy array; and the axes."""
+    expected, result_axes = output_layout(model, image_shape, axes, output)
+    if out is None:
+        return np.zeros(expected, dtype=output_dtype(model, output)), result_axes
+    check_out(out, expected, model, output, name)
+    return out, result_axes
 
 
 def _write(out, output: str, axes: str, plane: dict, tile: Tile, values: np.ndarray) -> None:
@@ -127,11 +135,7 @@ def iter_predict(
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     image = _as_array(image)
     axes = _check_image(model, image, axes, name)
-    expected, _ = output_layout(model, image.shape, axes, output)
-    if out is None:
-        out = np.zeros(expected, dtype=output_dtype(model, output))
-    else:
-        check_out(out, expected, model, output, name)
+    out, _ = _output_array(out, model, image.shape, axes, output, name)
 
     dev = resolve_device(device)
     plane_shape = (image.shape[axes.index("Y")], image.shape[axes.index("X")])
@@ -358,11 +362,7 @@ def iter_segment(
     if model.task != "instances":
         return (yield from iter_predict(model, image, axes=axes, output="labels", out=out, name=name, **kwargs))
     axes = _check_image(model, image, axes, name)
-    expected, spatial = output_layout(model, image.shape, axes, "labels")
-    if out is None:
-        out = np.zeros(expected, dtype=output_dtype(model, "labels"))
-    else:
-        check_out(out, expected, model, "labels", name)
+    out, spatial = _output_array(out, model, image.shape, axes, "labels", name)
     labeller = StackLabeller(
         out,
         spatial,

@@ -175,7 +175,8 @@ def stop_reason(history: dict, config) -> str:
     if history.get("stopped"):
         return "stopped"
     steps = history.get("step") or [0]
-    if config is not None and steps[-1] < int(config.steps) and getattr(config, "time_budget", None):
+    planned = getattr(config, "steps", None)
+    if planned is not None and steps[-1] < int(planned) and getattr(config, "time_budget", None):
         return "time_budget"
     return "steps"
 

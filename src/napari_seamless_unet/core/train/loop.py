@@ -138,7 +138,7 @@ class _Session:
             stop_reason=None,
             settings=data.settings,
         )
-        self.base_lr = float(config.learning_rate)
+        self.base_lr = learning_rate
         self.store = PlaneStore([(p.image, p.target, p.weight) for p in data.planes], self.device)
         self.augmentation = config.augmentation
         self.clock = Clock(elapsed_before)
@@ -149,12 +149,12 @@ class _Session:
     def total_estimate(self) -> int:
         """The step training will end at: the step limit, or where the time budget will run out at this speed."""
         budget = self.config.time_budget
-        limit = self.stop_at if self.stop_at is not None else None
+        limit = self.stop_at
         if budget is not None and self.step > self.first_step:
             rate = (self.step - self.first_step) / max(self.clock.seconds(), 1e-9)
             by_time = self.step + max(0, round(rate * (budget - self.clock.seconds())))
             limit = by_time if limit is None else min(limit, by_time)
-        return max(self.step, limit if limit is not None else self.step)
+        return self.step if limit is None else max(self.step, limit)
 
     def train_step(self) -> float | None:
         """One optimisation step; returns its loss, or None (with a warning) if the loss or a gradient was not

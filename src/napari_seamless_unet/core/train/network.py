@@ -12,7 +12,7 @@ import torch
 from ..devices import autocast_dtype
 from ..model import UNet
 from ..normalization import Normalization
-from .config import DEFAULT_LEARNING_RATE, SGD_MOMENTUM, TrainConfig
+from .config import SGD_MOMENTUM, TrainConfig
 
 
 class RandomStreams:
@@ -161,7 +161,7 @@ class Precision:
 
 def make_optimizer(model: UNet, config: TrainConfig) -> tuple[torch.optim.Optimizer, float]:
     """The optimizer ``config`` asks for and its learning rate (the default for the optimizer when unset)."""
-    lr = config.learning_rate or DEFAULT_LEARNING_RATE[config.optimizer]
+    lr = float(config.learning_rate)  # resolved by train.defaults (the optimizer's default when unset)
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=config.weight_decay)
     else:
