@@ -76,3 +76,8 @@ def test_the_timing_probe_leaves_the_random_state_alone():
     state = torch.get_rng_state()
     assert _step_seconds(4, 2, 60, (1, 2), torch.device("cpu")) > 0
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_a_smaller_preset_keeps_the_device_dropout_only_the_paper_preset_has_the_papers():
+    tiny, _ = resolve_defaults(TrainConfig(preset="tiny"), torch.device("cpu"), [(256, 256)])
+    assert (tiny.base_channels, tiny.depth, tiny.dropout) == (8, 2, 0.0)

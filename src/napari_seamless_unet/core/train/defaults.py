@@ -70,7 +70,9 @@ def resolve(
     settings : dict
         The resolved values, the device, and ``"automatic"``: the names chosen here rather than by the user.
     """
-    chosen: dict[str, Any] = {}
+    # The device's rule first; a preset (the paper's in full) and a resumed architecture override it.
+    rule = GPU if device.type == "cuda" else SMALL_DEVICE
+    chosen: dict[str, Any] = {k: rule[k] for k in ("base_channels", "depth", "dropout", "batch_size") if k in rule}
     if config.preset is not None:
         if config.preset not in NETWORK_PRESETS:
             raise UNetInputError(f"preset must be one of {sorted(NETWORK_PRESETS)}, got {config.preset!r}.")
@@ -78,10 +80,6 @@ def resolve(
         chosen.update(base_channels=base, depth=depth)
         if config.preset == "paper":
             chosen.update(PAPER)
-    elif device.type == "cuda":
-        chosen.update(base_channels=GPU["base_channels"], depth=GPU["depth"], dropout=GPU["dropout"])
-    else:
-        chosen.update({k: SMALL_DEVICE[k] for k in ("base_channels", "depth", "dropout", "batch_size")})
     if resumed:
         chosen.update(base_channels=resumed["base_channels"], depth=resumed["depth"], dropout=resumed["dropout"])
     timings = None
@@ -93,7 +91,7 @@ def resolve(
     automatic = [name for name, value in values.items() if value is None]
     for name in ("base_channels", "depth", "dropout"):
         if values[name] is None or (resumed and name in ("base_channels", "depth")):
-            values[name] = chosen.get(name, PAPER[name])
+            values[name] = chosen[name]
     smallest = min(min(s) for s in plane_shapes)
     if config.depth is None and not resumed:
         # The context must fit the smallest image (mirroring cannot extrapolate more than the image itself).
