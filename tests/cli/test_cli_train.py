@@ -94,6 +94,7 @@ def test_demo_writes_its_files_and_an_accuracy(capsys, tmp_path, device):
     status, out, err = run_main(capsys, "demo", "--steps", 3, "--out-dir", out_dir, "-q", "--device", device)
     assert status == 0, err
     assert re.search(r"accuracy vs ground truth: foreground IoU \d\.\d{3}; \d+ of \d+ discs found", out)
+    assert "trained 3 of 3 steps" in out and "ended by all steps done" in out  # the demo says why training ended
     image = tifffile.imread(out_dir / "demo-image.tif")
     labels = tifffile.imread(out_dir / "demo-labels.tif")
     truth = tifffile.imread(out_dir / "demo-ground-truth.tif")

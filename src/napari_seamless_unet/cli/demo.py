@@ -45,7 +45,7 @@ def run(args) -> int:
     from ..core.predict import segment
     from ..core.synthetic import touching_discs
     from ..io import write_tiff
-    from .train import make_config, run_training, saved_message
+    from .train import STOP_REASONS, make_config, run_training, saved_message
 
     device = check_device(args.device)
     out_dir = Path(args.out_dir)
@@ -97,8 +97,10 @@ def run(args) -> int:
     write_tiff(out_dir / "demo-ground-truth.tif", test_truth, "YX")
     score = match_instances(predicted, test_truth)
     losses = (history or {}).get("loss") or [float("nan")]
+    reason = (history or {}).get("stop_reason")
+    ended = f", ended by {STOP_REASONS[reason]}" if reason in STOP_REASONS else ""
     print(
-        f"trained {len((history or {}).get('step') or [])} steps in {train_seconds:.1f} s "
+        f"trained {len((history or {}).get('step') or [])} of {args.steps} steps in {train_seconds:.1f} s{ended} "
         f"(final loss {float(np.mean(losses[-10:])):.3f}); segmented a new 256 x 256 image in "
         f"{predict_seconds:.1f} s"
     )
