@@ -104,8 +104,10 @@ def nuclei_data():
     )
 
 
-def run(name: str, budget: float, device: str, seed: int, overrides: dict | None = None) -> dict:
-    from napari_seamless_unet import TrainConfig, predict, segment, train
+def run(
+    name: str, budget: float, device: str, seed: int, overrides: dict | None = None, save_dir: str | None = None
+) -> dict:
+    from napari_seamless_unet import TrainConfig, predict, save_model, segment, train
 
     task = "semantic" if name == "isbi" else "instances"
     (images, labels), (test_images, test_labels) = {
@@ -117,6 +119,8 @@ def run(name: str, budget: float, device: str, seed: int, overrides: dict | None
     started = time.perf_counter()
     model, history = train(images, labels, config=config)
     train_seconds = time.perf_counter() - started
+    if save_dir:
+        save_model(model, Path(save_dir) / f"{name}.unet.pt")
     result = {
         "data": name,
         "budget_s": budget,
@@ -145,6 +149,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--save-models", metavar="DIR", help="save each trained model as DIR/<data>.unet.pt")
     parser.add_argument(
         "--set",
         action="append",
@@ -160,7 +165,7 @@ def main() -> None:
     for name in args.only.split(","):
         budget = getattr(args, f"budget_{name}")
         overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-        result = run(name, budget, args.device, args.seed, overrides)
+        result = run(name, budget, args.device, args.seed, overrides, args.save_models)
         result["overrides"] = overrides
         results.append(result)
         print(json.dumps(result), flush=True)

@@ -99,7 +99,12 @@ def add_parser(subparsers) -> None:
         help="fraction of the training data held out for validation when no validation set is "
         "given (default: the training API's)",
     )
-    train.add_argument("--val-every", type=positive_int, default=None, help="validate every N steps")
+    train.add_argument(
+        "--val-every",
+        type=positive_int,
+        default=None,
+        help="validate every N steps (default: automatic, about a tenth of the training time)",
+    )
     train.add_argument("--checkpoint-every", type=positive_int, default=None, help="save the model every N steps")
     train.add_argument("--resume", default=None, metavar="MODEL", help="continue training from this model file")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

@@ -102,7 +102,7 @@ class AdvancedSettings:
             "Validation", [self.validation_share, self.val_every, self.preview_on, self.preview_every]
         )
 
-    def config_values(self, steps: int) -> dict:
+    def config_values(self) -> dict:
         """The TrainConfig fields these settings give (None where the trainer chooses)."""
         intensity = float(self.intensity.value)
         return {
@@ -119,6 +119,6 @@ class AdvancedSettings:
             "batch_size": int(self.batch_size.value) or None,
             "tile_size": int(self.tile_size.value) or None,
             "validation_fraction": int(self.validation_share.value) / 100,
-            # By default a few validation points on every run length, so the plot shows a trend.
-            "val_every": int(self.val_every.value) or max(1, min(50, steps // 10)),
+            # 0: the trainer's automatic cadence (about a tenth of the time goes to validation).
+            "val_every": int(self.val_every.value) or None,
         }

@@ -23,7 +23,7 @@ OLD_FLAT = {
     "optimizer": "adam", "learning_rate": None, "weight_decay": 0.0, "w0": 10.0, "sigma": 5.0,
     "balance_classes": True, "elastic_std": 4.0, "elastic_grid": 3, "flip": False, "rotate90": True,
     "rotation": 180.0, "brightness": 0.1, "contrast": 0.2, "gamma": 0.2, "validation_fraction": 0.2,
-    "val_every": 50, "save_path": "m.unet.pt", "checkpoint_every": 50, "resume_from": None, "seed": 0,
+    "val_every": None, "save_path": "m.unet.pt", "checkpoint_every": 50, "resume_from": None, "seed": 0,
     "device": None, "precision": "auto", "axes": None,
     "normalization": {"mode": "percentile", "low": 1.0, "high": 99.8}, "retired_setting": 1,
 }  # fmt: skip

@@ -124,3 +124,26 @@ def test_a_time_budget_ends_training_and_says_so(discs, tiny):
 def test_steps_end_training_and_say_so(discs, tiny):
     _, history = train(*discs, config=tiny(steps=3))
     assert history["stop_reason"] == "steps" and history["step"] == [1, 2, 3] and not history["stopped"]
+
+
+def test_automatic_validation_cadence(tiny, discs, monkeypatch):
+    """val_every=None: first validation after 50 steps, then as often as keeps it to a tenth of the time (here
+    validation is made to look slow, so the floor of 25 steps is not what spaces them), and always at the end."""
+    import time
+
+    from napari_seamless_unet.core.train import loop
+
+    real_validate = loop.validate
+
+    def slow_validate(*args, **kwargs):
+        time.sleep(0.05)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    _, history = train(*discs, config=tiny(steps=160, val_every=None, base_channels=2))
+    steps = history["val_step"]
+    assert steps[0] == 50 and steps[-1] == 160
+    gaps = np.diff(steps)
+    assert (gaps[:-1] >= 25).all()  # the floor (the last gap may be shorter: the end is always validated)
+    # 0.05 s of validation asks for >= 0.45 s of training in between: far more than 25 tiny steps take
+    assert len(steps) < 160 // 25

@@ -146,6 +146,9 @@ class TrainConfig:
         Number of 2x2 poolings (paper: 4). None: 4, or less where the smallest image cannot hold its context.
     dropout : float, optional
         Dropout probability at the end of the contracting path (paper: 0.5). None: 0 (0.5 for the paper preset).
+    batch_norm : bool, optional
+        Batch normalisation after each convolution (not in the paper). None: chosen with the network for the
+        device (off for the paper preset).
     tile_size : int, optional
         Side of the training input tile (a valid size for ``depth``); None picks one for the device.
     batch_size : int, optional
@@ -178,8 +181,9 @@ class TrainConfig:
         default); a dict of its fields is accepted too. Default: ``Augmentation()``, the paper's settings.
     validation_fraction : float
         Share of the training planes held out for validation when no ``validation`` data is given.
-    val_every : int
-        Steps between validations (and at the end).
+    val_every : int, optional
+        Steps between validations (and at the end). Default None: automatic, first after 50 steps, then as
+        often as keeps validation to about a tenth of the training time (at least 25 steps apart).
     save_path : str, optional
         Model file written every ``checkpoint_every`` steps and at the end; the best model by validation score
         goes beside it as ``<stem>.best.unet.pt``.
@@ -220,6 +224,7 @@ class TrainConfig:
     base_channels: int | None = None
     depth: int | None = None
     dropout: float | None = None
+    batch_norm: bool | None = None
     tile_size: int | None = None
     batch_size: int | None = None
     steps: int | None = None
@@ -234,7 +239,7 @@ class TrainConfig:
     balance_classes: bool = True
     augmentation: Augmentation = field(default_factory=Augmentation)
     validation_fraction: float = 0.2
-    val_every: int = 50
+    val_every: int | None = None
     save_path: str | None = None
     checkpoint_every: int = 50
     resume_from: str | None = None
@@ -277,7 +282,7 @@ def check_config(config: TrainConfig) -> None:
         bad(f"unlabelled must be one of {UNLABELLED}, got {config.unlabelled!r}.")
     for name in ("steps", "batch_size", "val_every", "checkpoint_every", "base_channels", "depth"):
         value = getattr(config, name)
-        if name in ("steps", "batch_size", "base_channels", "depth") and value is None:
+        if name in ("steps", "batch_size", "base_channels", "depth", "val_every") and value is None:
             continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             bad(f"{name} must be a positive integer, got {value!r}; use e.g. {name}=1 or more.")

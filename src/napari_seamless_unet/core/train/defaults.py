@@ -21,15 +21,22 @@ from ..presets import NETWORK_PRESETS
 from .config import DEFAULT_LEARNING_RATE, TrainConfig
 
 #: what the paper did, one name away: ``TrainConfig(preset="paper")``
-PAPER = {"base_channels": 64, "depth": 4, "dropout": 0.5, "tile_size": 572, "batch_size": 1}
+PAPER = {"base_channels": 64, "depth": 4, "dropout": 0.5, "batch_norm": False, "tile_size": 572, "batch_size": 1}
 
 # CPU and MPS: a 16-channel network of depth 4 (92 pixels of context) on tiles with about 228 output pixels a
 # side, so that the halo costs less than the prediction; no dropout (it only slows a short training down).
-SMALL_DEVICE = {"base_channels": 16, "depth": 4, "dropout": 0.0, "output_size": 228, "batch_size": 1}
+SMALL_DEVICE = {
+    "base_channels": 16,
+    "depth": 4,
+    "dropout": 0.0,
+    "batch_norm": False,
+    "output_size": 228,
+    "batch_size": 1,
+}
 # CUDA: the paper's network on tiles of the paper's size, as many a batch as fit a quarter of the free memory.
-GPU = {"base_channels": 64, "depth": 4, "dropout": 0.0, "output_size": 388}
+GPU = {"base_channels": 64, "depth": 4, "dropout": 0.0, "batch_norm": False, "output_size": 388}
 
-AUTOMATIC = ("base_channels", "depth", "dropout", "tile_size", "batch_size", "learning_rate")
+AUTOMATIC = ("base_channels", "depth", "dropout", "batch_norm", "tile_size", "batch_size", "learning_rate")
 
 # With a time budget on a CPU or MPS, the network is chosen by measuring a training step of each of these
 # (base channels, depth, output pixels a side), smallest first: the largest that still takes STEPS_WANTED steps
@@ -72,7 +79,9 @@ def resolve(
     """
     # The device's rule first; a preset (the paper's in full) and a resumed architecture override it.
     rule = GPU if device.type == "cuda" else SMALL_DEVICE
-    chosen: dict[str, Any] = {k: rule[k] for k in ("base_channels", "depth", "dropout", "batch_size") if k in rule}
+    chosen: dict[str, Any] = {
+        k: rule[k] for k in ("base_channels", "depth", "dropout", "batch_norm", "batch_size") if k in rule
+    }
     if config.preset is not None:
         if config.preset not in NETWORK_PRESETS:
             raise UNetInputError(f"preset must be one of {sorted(NETWORK_PRESETS)}, got {config.preset!r}.")
@@ -81,16 +90,22 @@ def resolve(
         if config.preset == "paper":
             chosen.update(PAPER)
     if resumed:
-        chosen.update(base_channels=resumed["base_channels"], depth=resumed["depth"], dropout=resumed["dropout"])
+        chosen.update(
+            base_channels=resumed["base_channels"],
+            depth=resumed["depth"],
+            dropout=resumed["dropout"],
+            batch_norm=bool(resumed.get("batch_norm", False)),
+        )
     timings = None
     if _fits_budget_by_timing(config, device, resumed):
-        (base, depth, tile), timings = _fastest_network_for_budget(config, device, plane_shapes, channels)
+        batch_norm = chosen["batch_norm"] if config.batch_norm is None else config.batch_norm
+        (base, depth, tile), timings = _fastest_network_for_budget(config, device, plane_shapes, channels, batch_norm)
         chosen.update(base_channels=base, depth=depth, tile_size=tile)
 
     values = {name: getattr(config, name) for name in AUTOMATIC}
     automatic = [name for name, value in values.items() if value is None]
-    for name in ("base_channels", "depth", "dropout"):
-        if values[name] is None or (resumed and name in ("base_channels", "depth")):
+    for name in ("base_channels", "depth", "dropout", "batch_norm"):
+        if values[name] is None or (resumed and name in ("base_channels", "depth", "batch_norm")):
             values[name] = chosen[name]
     smallest = min(min(s) for s in plane_shapes)
     if config.depth is None and not resumed:
@@ -126,7 +141,11 @@ def _fits_budget_by_timing(config: TrainConfig, device: torch.device, resumed) -
 
 
 def _fastest_network_for_budget(
-    config: TrainConfig, device: torch.device, plane_shapes: Sequence[tuple[int, int]], channels: tuple[int, int]
+    config: TrainConfig,
+    device: torch.device,
+    plane_shapes: Sequence[tuple[int, int]],
+    channels: tuple[int, int],
+    batch_norm: bool,
 ) -> tuple[tuple[int, int, int], dict[str, float]]:
     """The largest candidate whose measured step fits ``STEPS_WANTED`` times into the budget (else the smallest)."""
     limit = float(config.time_budget) / STEPS_WANTED
@@ -137,7 +156,7 @@ def _fastest_network_for_budget(
         if shapes.halo(depth) > smallest:
             break  # the context must fit the smallest image
         tile = shapes.input_size_for_output(max(4, min(output, largest)), depth)
-        seconds = _step_seconds(base, depth, tile, channels, device)
+        seconds = _step_seconds(base, depth, tile, channels, device, batch_norm)
         timings[f"{base}/{depth}/{tile}"] = round(seconds, 4)
         if best is None or seconds <= limit:
             best = (base, depth, tile)
@@ -146,7 +165,9 @@ def _fastest_network_for_budget(
     return best, timings
 
 
-def _step_seconds(base: int, depth: int, tile: int, channels: tuple[int, int], device: torch.device) -> float:
+def _step_seconds(
+    base: int, depth: int, tile: int, channels: tuple[int, int], device: torch.device, batch_norm: bool = False
+) -> float:
     """Seconds of one training step (forward, backward, Adam) of such a network: the best of three steps after two
     that warm up (the first calls of a shape choose and build its convolution kernels)."""
     import time
@@ -154,7 +175,7 @@ def _step_seconds(base: int, depth: int, tile: int, channels: tuple[int, int], d
     from ..model import UNet
 
     with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
-        model = UNet(channels[0], channels[1], base, depth).to(device)
+        model = UNet(channels[0], channels[1], base, depth, batch_norm=batch_norm).to(device)
         if device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -108,6 +108,7 @@ def build_model(
         task=config.task,
         normalization=normalization,
         class_names=None if config.task == "semantic" else ["background", "foreground"],
+        batch_norm=bool(config.batch_norm),
     )
 
 
