@@ -38,6 +38,17 @@ def test_segment_tiff_matches_the_api(capsys, tmp_path, discs, instance_model, d
     np.testing.assert_array_equal(written, expected)
 
 
+def test_predict_tta_matches_the_api(capsys, tmp_path, discs, instance_model, device):
+    image_path, _, image, _ = discs
+    out = tmp_path / "probabilities.tif"
+    status, _, _ = run_main(capsys, "predict", instance_model, image_path, "-o", out, "--tta", "--device", device)
+    assert status == 0
+    expected = predict(load_model(instance_model), image, device=device, tta=True)
+    np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-5)
+    plain = predict(load_model(instance_model), image, device=device)
+    assert np.abs(expected - plain).max() > 1e-4  # the option reached the core
+
+
 def test_segment_writes_labels_present(capsys, tmp_path, discs):
     # A network whose head says "foreground" everywhere: one object covering the plane.
     model = UNet(base_channels=4, depth=2, dropout=0.0, task="instances")

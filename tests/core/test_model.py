@@ -68,6 +68,17 @@ def test_config_rebuilds_the_same_architecture():
     assert [p.shape for p in clone.parameters()] == [p.shape for p in net.parameters()]
 
 
+def test_batch_norm_is_optional_and_old_configs_load_without_it():
+    net = UNet(base_channels=4, depth=2, batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 10  # one per 3x3 convolution
+    assert UNet(**net.config).config == net.config
+    old = {k: v for k, v in UNet(base_channels=4, depth=2).config.items() if k != "batch_norm"}
+    plain = UNet(**old)
+    assert not plain.batch_norm and not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    # the layer indices of a network without batch norm are those of files written before the option existed
+    assert "down.0.2.weight" in plain.state_dict()
+
+
 def test_flop_count_matches_torch_counter():
     from torch.utils.flop_counter import FlopCounterMode
 

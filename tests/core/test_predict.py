@@ -43,6 +43,18 @@ def test_tiled_equals_single_pass(shape, tile, device):
     np.testing.assert_allclose(tiled, expected, atol=2e-5)
 
 
+def test_batch_norm_network_tiles_stitch_exactly(device):
+    """In eval mode batch norm is a fixed affine map per channel: tiles still equal one pass over the image."""
+    model = tiny(batch_norm=True)
+    model.train()
+    with torch.no_grad():  # give the running statistics values that are not the identity
+        model(torch.randn(2, 1, 92, 92) * 3 + 1)
+    model.eval()
+    image = np.random.default_rng(1).random((101, 150)).astype(np.float32)
+    tiled = predict(model, image, tile_shape=(60, 60), device=device, precision="fp32")
+    np.testing.assert_allclose(tiled, single_pass(model.cpu(), image[None]), atol=2e-5)
+
+
 def test_tiles_write_every_pixel_once():
     grid = TileGrid.for_tile_shape((101, 150), (76, 76), depth=2)
     count = np.zeros((101, 150), int)

@@ -57,6 +57,12 @@ def add_parser(subparsers) -> None:
             default="auto",
             help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
         )
+        sub.add_argument(
+            "--tta",
+            action="store_true",
+            help="test-time augmentation: average the 8 flips and quarter turns of every tile (8x slower; "
+            "smoother, more continuous boundaries)",
+        )
         if name == "segment":
             add_instance_options(sub)
         add_run_options(sub)
@@ -95,6 +101,7 @@ def run(args) -> int:
             "device": args.device,
             "precision": args.precision,
             "out": out,
+            "tta": args.tta,
         }
         with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
             if output == "labels":

@@ -125,6 +125,7 @@ def iter_predict(
     output: str = "probabilities",
     out=None,
     name: str = "image",
+    tta: bool = False,
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict`: yields :class:`Progress` per batch of tiles, returns the result.
 
@@ -150,7 +151,7 @@ def iter_predict(
     if int(batch_size) < 1:
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
-    runner = TileRunner(model, dev, precision, grid.tile_shape)  # a copy: the caller's model is never changed
+    runner = TileRunner(model, dev, precision, grid.tile_shape, tta)  # a copy: the caller's model is never changed
     planes = list(ax.iter_planes(image.shape, axes))
     tiles_per_plane = len(grid)  # progress counts tiles of the first grid, whatever an out-of-memory error changes
     total = len(planes) * tiles_per_plane
@@ -221,6 +222,7 @@ def predict(
     device: str | torch.device | None = None,
     precision: str = "auto",
     out=None,
+    tta: bool = False,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
@@ -247,6 +249,9 @@ def predict(
         (where it is faster), fp32 elsewhere.
     out : array-like, optional
         Where to write the result (e.g. a zarr array), of shape ``(num_classes, *spatial)``.
+    tta : bool
+        Test-time augmentation: average the 8 flips and quarter turns of every tile (8x the time). Smoother,
+        more continuous boundaries; on ISBI 2012 it lowered the Rand error markedly (benchmarks/README.md).
     progress : callable or tqdm-like, optional
         Receives tiles done / total.
     should_stop : callable, optional
@@ -272,6 +277,7 @@ def predict(
         precision=precision,
         output="probabilities",
         out=out,
+        tta=tta,
     )
     return run(gen, progress, should_stop, partial=lambda: out)
 
@@ -298,13 +304,14 @@ def segment(
     method: str = "components",
     restore_borders: bool = True,
     link_planes: bool = False,
+    tta: bool = False,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Label image of ``image``: class ids for a semantic model, instance labels for an instance model.
 
-    Takes the arguments of :func:`predict`. For an instance model, the foreground probability of each plane is
-    turned into objects as soon as the plane is predicted, exactly as
+    Takes the arguments of :func:`predict` (``tta`` included). For an instance model, the foreground
+    probability of each plane is turned into objects as soon as the plane is predicted, exactly as
     ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities is
     held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
     are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
@@ -335,6 +342,7 @@ def segment(
             method=method,
             restore_borders=restore_borders,
             link_planes=link_planes,
+            tta=tta,
         ),
         progress,
         should_stop,

@@ -16,6 +16,7 @@ def test_cpu_defaults_are_a_small_network_without_dropout():
         "base_channels",
         "depth",
         "dropout",
+        "batch_norm",
         "tile_size",
         "batch_size",
         "learning_rate",
@@ -58,7 +59,7 @@ def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chose
     from napari_seamless_unet.core.train import defaults
 
     cost = {2: 0.01, 3: 0.05, 4: 0.2}  # seconds a step by depth
-    monkeypatch.setattr(defaults, "_step_seconds", lambda base, depth, tile, channels, device: cost[depth])
+    monkeypatch.setattr(defaults, "_step_seconds", lambda base, depth, tile, channels, device, batch_norm=False: cost[depth])
     cpu = torch.device("cpu")
     for budget, depth in ((30 * 4, 2), (150 * 4, 3), (100_000, 4)):
         config, settings = resolve_defaults(TrainConfig(time_budget=budget), cpu, [(512, 512)])
@@ -81,3 +82,18 @@ def test_the_timing_probe_leaves_the_random_state_alone():
 def test_a_smaller_preset_keeps_the_device_dropout_only_the_paper_preset_has_the_papers():
     tiny, _ = resolve_defaults(TrainConfig(preset="tiny"), torch.device("cpu"), [(256, 256)])
     assert (tiny.base_channels, tiny.depth, tiny.dropout) == (8, 2, 0.0)
+
+
+def test_batch_norm_is_recorded_and_a_resumed_model_keeps_its_own(tmp_path, device):
+    from napari_seamless_unet.core.synthetic import touching_discs
+
+    image, labels = touching_discs((96, 96), n_objects=6, seed=1)
+    path = tmp_path / "bn.unet.pt"
+    config = TrainConfig(base_channels=4, depth=2, steps=3, batch_norm=True, save_path=str(path), device=device)
+    result = train([image], [labels], config=config)
+    assert result.settings["batch_norm"] is True and "batch_norm" not in result.settings["automatic"]
+    loaded = load_model(path)
+    assert loaded.batch_norm and loaded.config["batch_norm"] is True
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+    resumed = train([image], [labels], config=TrainConfig(resume_from=str(path), steps=2, device=device))
+    assert resumed.model.batch_norm and resumed.settings["batch_norm"] is True
