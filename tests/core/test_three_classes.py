@@ -116,7 +116,7 @@ def test_a_perfect_map_of_touching_discs_gives_back_the_true_instances(seed):
 
 def test_touching_discs_over_ten_images_beat_the_two_class_target():
     """The ceilings of benchmarks/bench_quality.py --ceiling: all but a few pixels where discs meet at a corner,
-    and two objects whose interior a narrow neck cuts in two."""
+    one disc whose interior a neck at most two pixels wide cuts in two and one true object in two pieces."""
     three, two = [], []
     for seed in range(10):
         _, truth = touching_discs((256, 256), n_objects=40, seed=seed)
