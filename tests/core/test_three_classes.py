@@ -210,3 +210,17 @@ def test_segment_of_a_three_class_model_gives_back_touching_discs(options, devic
     if not options:
         for plane, truth in zip(result, truths):
             assert_same_partition(plane, truth)
+
+
+def test_segment_of_a_three_class_model_block_by_block(monkeypatch, tmp_path, device):
+    monkeypatch.setattr(instances, "BLOCKWISE_PIXELS", 1000)
+    monkeypatch.setattr(instances, "BLOCK", 16)
+    _, truth = touching_discs((64, 80), n_objects=10, radius=(6, 10), seed=2)
+    image = interior_border_classes(truth).astype(np.float32)
+    model = class_oracle()
+    out = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=truth.shape, chunks=(16, 16), dtype="i4")
+    with pytest.warns(UserWarning, match="objects are their interiors"):
+        segment(model, image, out=out, tile_shape=(60, 60), device=device, min_size=3)
+    interiors = label_three_classes(image == 1, image == 2, restore_borders=False, fill_holes=False, min_size=3)
+    assert_same_partition(out[:], interiors)
+    assert interiors.max() >= 8
