@@ -11,13 +11,22 @@ prints a table:
   size, brightness and blur with Poisson noise; three 512x512 images train, two others test.
 
 For the instance sets: AP@0.5 (matched / (matched + false + missed), IoU > 0.5) and the mean IoU of the matched
-objects, from :func:`napari_seamless_unet.segment` with its default post-processing.
+objects, from :func:`napari_seamless_unet.segment` with its default post-processing. ``--set instance_classes=3``
+trains the three-class instance network (background, interior, border) instead of the paper's two classes.
+
+``--ceiling`` trains nothing: it labels the perfect training targets of the two instance representations (the
+two-class foreground with its gap between touching objects, given back by ``restore_borders``; the three-class
+interior and border) with :func:`napari_seamless_unet.instances_from_probabilities` at its defaults, and scores
+them against the true objects: the best a network of each kind can do on touching discs (seeds 0-9,
+``touching_discs((256, 256), n_objects=40, seed=s)``) and on the nuclei test images.
 
 Examples::
 
     python benchmarks/bench_quality.py                          # all three, the issue's budgets, CPU
     python benchmarks/bench_quality.py --only discs --budget-discs 40
     python benchmarks/bench_quality.py --only isbi --budget-isbi 600 --json isbi.json
+    python benchmarks/bench_quality.py --only discs,nuclei --set instance_classes=3
+    python benchmarks/bench_quality.py --ceiling
 """
 
 from __future__ import annotations
@@ -104,6 +113,42 @@ def nuclei_data():
     )
 
 
+def ceiling(name: str) -> list[dict]:
+    """Scores of perfect two- and three-class maps of the true objects, labelled with the default options."""
+    from napari_seamless_unet import instances_from_probabilities
+    from napari_seamless_unet.core.metrics import instance_iou_matrix
+    from napari_seamless_unet.core.synthetic import touching_discs
+    from napari_seamless_unet.core.weights import interior_border_classes, separate_touching
+
+    if name == "discs":
+        truths = [touching_discs((256, 256), n_objects=40, seed=s)[1] for s in range(10)]
+    else:
+        truths = list(nuclei_data()[1][1])
+    targets = {
+        "2 classes (gap, restore_borders)": lambda t: (separate_touching(t) > 0).astype(np.int64),
+        "3 classes (interior, border)": interior_border_classes,
+    }
+    rows = []
+    for representation, target in targets.items():
+        predicted, best = [], []
+        for truth in truths:
+            classes = target(truth)
+            probabilities = np.stack([classes == k for k in range(int(classes.max()) + 1)]).astype(np.float32)
+            predicted.append(instances_from_probabilities(probabilities))
+            best.append(instance_iou_matrix(predicted[-1], truth).max(1))  # each true object's best IoU
+        best = np.concatenate(best)
+        rows.append(
+            {
+                "data": name,
+                "representation": representation,
+                "mean_object_iou": float(best.mean()),
+                "exact_objects": int((best == 1).sum()),
+                **instance_scores(predicted, truths),
+            }
+        )
+    return rows
+
+
 def run(
     name: str, budget: float, device: str, seed: int, overrides: dict | None = None, save_dir: str | None = None
 ) -> dict:
@@ -151,6 +196,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--save-models", metavar="DIR", help="save each trained model as DIR/<data>.unet.pt")
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="train nothing: score perfect two- and three-class targets of discs and nuclei (see above)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -158,6 +208,16 @@ def main() -> None:
         help="a TrainConfig setting instead of its default, for experiments (e.g. --set base_channels=8)",
     )
     args = parser.parse_args()
+    if args.ceiling:
+        print("| data | representation | mean object IoU | exact objects | AP@0.5 | objects (found/true) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in (r for name in ("discs", "nuclei") for r in ceiling(name)):
+            print(
+                f"| {row['data']} | {row['representation']} | {row['mean_object_iou']:.4f} | "
+                f"{row['exact_objects']}/{row['objects_true']} | {row['ap50']:.3f} | "
+                f"{row['objects_found']}/{row['objects_true']} |"
+            )
+        return
     import torch
 
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")

@@ -117,10 +117,10 @@ def test_bad_options_are_one_line(capsys, tmp_path, argv, needle):
 
 
 def test_probabilities_of_a_semantic_model_are_refused(capsys, tmp_path):
-    src = tmp_path / "three.tif"
-    write_tiff(src, np.full((3, 40, 40), 1 / 3, np.float32), "CYX")
+    src = tmp_path / "four.tif"  # (three classes may be a three-class instance model's: background, interior, border)
+    write_tiff(src, np.full((4, 40, 40), 1 / 4, np.float32), "CYX")
     status, _, err = run_main(capsys, "postprocess", src)
-    assert status == 1 and "3 classes" in err and len(err.strip().splitlines()) == 1
+    assert status == 1 and "4 classes" in err and len(err.strip().splitlines()) == 1
 
 
 def test_postprocess_runs_without_torch(tmp_path):

@@ -67,6 +67,19 @@ def test_train_folders_then_info_and_segment(capsys, tmp_path, folders, device):
     assert labels.shape == (96, 96) and labels.dtype == np.uint16
 
 
+def test_train_three_instance_classes_then_segment(capsys, tmp_path, folders, device):
+    model_path = tmp_path / "three.unet.pt"
+    argv = ["train", *folders, "-o", model_path, *TINY, "--steps", 2, "--instance-classes", 3, "--device", device]
+    status, _, err = run_main(capsys, *argv)
+    assert status == 0, err
+    model = load_model(model_path)
+    assert (model.task, model.num_classes, model.class_names[2]) == ("instances", 3, "border")
+    out_path = tmp_path / "labels.tif"
+    assert run_main(capsys, "segment", model_path, folders[0] / "cells_1.tif", "-o", out_path, "-q")[0] == 0
+    assert tifffile.imread(out_path).shape == (96, 96)
+    assert run_main(capsys, "train", *folders, "--instance-classes", 4)[0] == 2  # argparse: not a choice
+
+
 def test_train_semantic_with_validation_set_prints_summary(capsys, tmp_path, device):
     image, instances = touching_discs((96, 96), n_objects=8, seed=4)
     classes = np.where(instances > 0, 1 + instances % 2, 0).astype(np.uint8)  # classes 0, 1, 2

@@ -239,8 +239,8 @@ def test_bad_options_are_refused_with_clear_messages(kwargs, message):
 
 
 def test_bad_probabilities_are_refused():
-    with pytest.raises(UNetInputError, match="3 classes"):
-        instances_from_probabilities(np.zeros((3, 20, 30), np.float32))
+    with pytest.raises(UNetInputError, match="1 classes"):
+        instances_from_probabilities(np.zeros((1, 20, 30), np.float32))
     with pytest.raises(UNetInputError, match="dtype"):
         instances_from_probabilities(np.zeros((2, 20, 30), np.int32))
 

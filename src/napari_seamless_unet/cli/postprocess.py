@@ -41,7 +41,8 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=probability,
         default=0.5,
-        help="foreground where its probability is above this (default: %(default)s)",
+        help="foreground where its probability is above this; three-class models: objects grow from the interior "
+        "above it into the foreground (interior + border) above it (default: %(default)s)",
     )
     group.add_argument("--min-size", type=non_negative_int, default=0, help="drop objects smaller than this (pixels)")
     group.add_argument(
@@ -61,7 +62,8 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
         "--no-restore-borders",
         dest="restore_borders",
         action="store_false",
-        help="leave the gap the network keeps between touching objects (default: give it back to them)",
+        help="leave the gap the network keeps between touching objects (default: give it back to them); "
+        "three-class models: objects are their interiors, without the border",
     )
     group.add_argument(
         "--link-planes",

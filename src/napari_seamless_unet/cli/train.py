@@ -41,6 +41,14 @@ def add_parser(subparsers) -> None:
         "semantic: label value k is class k (default: %(default)s)",
     )
     train.add_argument(
+        "--instance-classes",
+        type=int,
+        choices=(2, 3),
+        default=None,
+        help="instances: 2 = foreground/background with the paper's weight map; 3 = background, object interior "
+        "and object border (default: 2)",
+    )
+    train.add_argument(
         "--unlabelled",
         choices=("background", "ignore"),
         default="background",
@@ -136,6 +144,7 @@ def run(args) -> int:
         unlabelled=args.unlabelled,
         ignore_label=args.ignore_label,
         num_classes=args.num_classes,
+        instance_classes=args.instance_classes,
         base_channels=base,
         depth=depth,
         tile_size=args.tile_size,

@@ -6,6 +6,10 @@ without running the network again; :func:`~napari_seamless_unet.segment` does th
 it predicts (through :class:`ForegroundSink`), with the same result. Each plane is labelled by
 :func:`~napari_seamless_unet.core.postprocess.label_plane`; ids are unique across a stack and, with
 ``link_planes``, an object keeps its id from plane to plane. Numpy and scipy only (no torch).
+
+An instance model has two classes (background, foreground: the paper's) or three (background, interior,
+border: ``TrainConfig(instance_classes=3)``); :data:`INSTANCE_CLASS_NAMES` names them. Everything here takes
+both; a file's class count says which it is, so two-class model files work as they always did.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ from .postprocess import BLOCKWISE_PIXELS, METHODS, _PlaneView, label_foreground
 LINK_IOU = 0.3
 #: side of the blocks in which planes larger than BLOCKWISE_PIXELS are labelled
 BLOCK = 4096
+#: the classes of an instance model, by their number: the paper's two, or three with a border class
+INSTANCE_CLASS_NAMES = {2: ("background", "foreground"), 3: ("background", "interior", "border")}
+
+
+def check_instance_classes(num_classes: int) -> None:
+    """Refuse a class count that no instance model has (2: background/foreground; 3: background/interior/border)."""
+    if num_classes not in INSTANCE_CLASS_NAMES:
+        raise UNetInputError(
+            f"an instance model has 2 classes (background, foreground) or 3 (background, interior, border), "
+            f"not {num_classes}."
+        )
 
 
 def holds_instance_ids(dtype) -> bool:
@@ -102,7 +117,10 @@ class StackLabeller:
 
     Planes larger than :data:`BLOCKWISE_PIXELS` are labelled block by block in ``out`` itself, in bounded
     memory: threshold, ``min_size`` and unique ids only. There, ``method="watershed"`` and ``link_planes``
-    are refused and ``fill_holes`` and ``restore_borders`` are skipped with a warning.
+    are refused and ``fill_holes`` and ``restore_borders`` are skipped with a warning (a three-class model's
+    objects are then their interiors, without the border).
+
+    ``num_classes`` is the model's: 2 (:meth:`add` takes foreground probabilities) or 3 (interior and border).
     """
 
     def __init__(
@@ -116,8 +134,11 @@ class StackLabeller:
         method: str = "components",
         restore_borders: bool = True,
         link_planes: bool = False,
+        num_classes: int = 2,
     ):
         check_instance_options(threshold, min_size, method)
+        check_instance_classes(num_classes)
+        self.num_classes = int(num_classes)
         self.out, self.axes = out, axes
         self.threshold, self.link_planes = float(threshold), bool(link_planes)
         self.options = {
@@ -142,9 +163,10 @@ class StackLabeller:
                 )
             skipped = [name for name in ("fill_holes", "restore_borders") if self.options[name]]
             if skipped:
+                interiors = "; objects are their interiors" if self.num_classes == 3 and restore_borders else ""
                 warnings.warn(
                     f"planes of {size} pixels are labelled block by block: {' and '.join(skipped)} skipped "
-                    f"(only threshold and min_size apply there).",
+                    f"(only threshold and min_size apply there{interiors}).",
                     stacklevel=3,
                 )
 
@@ -152,7 +174,9 @@ class StackLabeller:
         return ax.image_index(self.axes, plane, y, x)
 
     def add(self, plane: dict, probability: np.ndarray) -> None:
-        """Label one in-memory plane of foreground probabilities and write it to ``out``."""
+        """Label one in-memory plane and write it to ``out``: ``probability`` is the foreground probability
+        ``(H, W)`` of a two-class model, or the interior and border probabilities ``(2, H, W)`` of a three-class
+        one (:func:`~napari_seamless_unet.core.postprocess.label_plane`)."""
         labels = label_plane(probability, **self.options)
         n = int(labels.max(initial=0))
         lut = np.zeros(n + 1, dtype=np.int64)
@@ -178,7 +202,8 @@ class StackLabeller:
         return all(before[a] == plane[a] for a in plane if a != last) and before[last] + 1 == plane[last]
 
     def add_block(self, plane: dict, y: slice, x: slice, probability: np.ndarray) -> None:
-        """Block-wise planes: write a block's foreground (``probability > threshold``) as class ids to ``out``."""
+        """Block-wise planes: write a block's foreground (``probability > threshold``) as class ids to ``out``;
+        for a three-class model ``probability`` is the interior's."""
         self.out[self._index(plane, y, x)] = (np.asarray(probability) > self.threshold).astype(self.out.dtype)
 
     def finish_blockwise(self, plane: dict) -> None:
@@ -191,16 +216,20 @@ class StackLabeller:
 
 class ForegroundSink:
     """The ``out`` that :func:`~napari_seamless_unet.core.predict.iter_predict` writes probabilities to in
-    :func:`~napari_seamless_unet.segment`: it keeps the foreground probability of the current plane only (for
-    block-wise planes, not even that: each tile's classes go straight to the labels) and hands each plane to
-    the :class:`StackLabeller` as soon as all its tiles are written, so memory holds one plane, not the stack.
+    :func:`~napari_seamless_unet.segment`: it keeps the foreground probability of the current plane only (the
+    interior and border probabilities for a three-class model; for block-wise planes, not even that: each
+    tile's classes go straight to the labels) and hands each plane to the :class:`StackLabeller` as soon as all
+    its tiles are written, so memory holds one plane, not the stack.
     """
 
     def __init__(self, labeller: StackLabeller, num_classes: int):
         self.labeller = labeller
         self.shape = (num_classes, *labeller.out.shape)
         self.dtype = np.dtype(np.float32)
-        self._buffer = None if labeller.blockwise else np.zeros(labeller.plane_shape, dtype=np.float32)
+        # The object classes: foreground (1) of a two-class model, interior and border (1, 2) of a three-class one.
+        self._objects = 1 if labeller.num_classes == 2 else slice(1, None)
+        buffer_shape = labeller.plane_shape if labeller.num_classes == 2 else (2, *labeller.plane_shape)
+        self._buffer = None if labeller.blockwise else np.zeros(buffer_shape, dtype=np.float32)
         self._written = 0
 
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
@@ -210,12 +239,13 @@ class ForegroundSink:
         plane = {a: spatial[i] for i, a in enumerate(lab.axes) if a not in "YX"}
         if y.start == 0 and x.start == 0:  # the first tile of a plane, or of a retry after running out of memory
             self._written = 0
-        probability = np.asarray(values[1], dtype=np.float32)
         if self._buffer is None:
+            probability = np.asarray(values[1], dtype=np.float32)  # the foreground, or the interior
             lab.add_block(plane, y, x, probability)
         else:
-            self._buffer[y, x] = probability
-        self._written += probability.size
+            probability = np.asarray(values[self._objects], dtype=np.float32)
+            self._buffer[..., y, x] = probability
+        self._written += probability.shape[-2] * probability.shape[-1]
         if self._written == lab.plane_shape[0] * lab.plane_shape[1]:
             if self._buffer is None:
                 lab.finish_blockwise(plane)
@@ -246,10 +276,10 @@ def probability_axes(shape, axes: str | None = None) -> str:
             f"T, Z, C, Y, X with C the classes, e.g. {'C' + 'TZYX'[5 - min(max(ndim, 3), 5) :]!r}."
         )
     classes = shape[axes.index("C")]
-    if classes != 2:
+    if classes not in INSTANCE_CLASS_NAMES:
         raise UNetInputError(
-            f"probabilities have {classes} classes on axis C, but instances need 2 (background, foreground): the "
-            f"output of predict() for an instance model."
+            f"probabilities have {classes} classes on axis C, but instances need 2 (background, foreground) or 3 "
+            f"(background, interior, border): the output of predict() for an instance model."
         )
     return axes
 
@@ -272,24 +302,31 @@ def instances_from_probabilities(
     ----------
     probabilities : array-like
         What :func:`~napari_seamless_unet.predict` returns for an instance model: float probabilities of
-        shape ``(2, *spatial)`` (background, foreground); numpy, zarr or dask, read one plane at a time.
+        shape ``(2, *spatial)`` (background, foreground), or ``(3, *spatial)`` (background, interior, border)
+        for a three-class model; numpy, zarr or dask, read one plane at a time.
     axes : str, optional
         Its axes, C the classes (e.g. ``"CYX"``, ``"CZYX"``, ``"ZCYX"`` as an ImageJ TIFF stores them); axes
         without C are those of ``spatial``. Default: ``C`` followed by YX, ZYX or TZYX.
     threshold : float
-        Foreground is ``probability > threshold`` (0.5: the class the network finds more likely).
+        Foreground is ``probability > threshold`` (0.5: the class the network finds more likely). Three
+        classes: the seeds are ``interior > threshold``, the foreground ``interior + border > threshold``.
     min_size : int
-        Objects of fewer foreground pixels are removed (before borders and holes are given back).
+        Objects of fewer foreground pixels are removed (before borders and holes are given back; three
+        classes: after the border is given back, so the whole object counts).
     fill_holes : bool
         Fill each object's holes.
     method : {"components", "watershed"}
         Objects are the connected components (4-connectivity) of the foreground, or the regions of a seeded
         watershed on its distance transform, which also splits objects joined by a neck
-        (:func:`~napari_seamless_unet.core.postprocess.watershed_instances`).
+        (:func:`~napari_seamless_unet.core.postprocess.watershed_instances`). Three classes: the same, of the
+        interior, giving the seeds.
     restore_borders : bool
         Give the background between touching objects (channels at most 2 pixels wide, the gap the training
         target cuts between them) back to the nearer object, so that objects come back whole
-        (:func:`~napari_seamless_unet.core.postprocess.restore_borders`). Objects never grow elsewhere.
+        (:func:`~napari_seamless_unet.core.postprocess.restore_borders`). Objects never grow elsewhere. Three
+        classes: each seed takes back its border, the foreground pixels nearest to it (within 3 pixels;
+        :func:`~napari_seamless_unet.core.postprocess.label_three_classes`); without it objects are their
+        interiors.
     link_planes : bool
         Give an object one id through a stack: each object takes the id of the object of the previous plane
         (along the last stack axis: Z of TZYX) that it overlaps with IoU >= 0.3, one to one (see
@@ -307,7 +344,8 @@ def instances_from_probabilities(
     Planes larger than ``BLOCKWISE_PIXELS`` (4096 x 4096) are labelled block by block in bounded memory,
     where only ``threshold``, ``min_size`` and unique ids apply: ``method="watershed"`` and ``link_planes``
     raise :class:`~napari_seamless_unet.UNetInputError` there, ``fill_holes`` and ``restore_borders`` are
-    skipped with a warning. Smaller planes are read and labelled whole, one at a time, whatever ``out`` is.
+    skipped with a warning (three classes: the objects are the interior's components, without their border).
+    Smaller planes are read and labelled whole, one at a time, whatever ``out`` is.
     """
     if not (hasattr(probabilities, "shape") and hasattr(probabilities, "dtype")):
         probabilities = np.asarray(probabilities)
@@ -334,13 +372,17 @@ def instances_from_probabilities(
         method=method,
         restore_borders=restore_borders,
         link_planes=link_planes,
+        num_classes=probabilities.shape[axes.index("C")],
     )
     c_axis = axes.index("C")
+    kept = [a for a in axes if a in "CYX"]  # the axes of one plane, in their order
 
-    def foreground(plane: dict, y, x) -> np.ndarray:
+    def foreground(plane: dict, y, x, classes=1) -> np.ndarray:
+        """Class 1 of a plane (foreground, or interior); ``classes=slice(1, None)``: interior and border first."""
         index = list(ax.image_index(axes, plane, y, x))
-        index[c_axis] = 1
-        return np.asarray(probabilities[tuple(index)])
+        index[c_axis] = classes
+        values = np.asarray(probabilities[tuple(index)])
+        return values if isinstance(classes, int) else np.moveaxis(values, kept.index("C"), 0)
 
     h, w = labeller.plane_shape
     for plane in ax.iter_planes(shape, spatial_axes):
@@ -351,5 +393,6 @@ def instances_from_probabilities(
                     labeller.add_block(plane, rows, cols, foreground(plane, rows, cols))
             labeller.finish_blockwise(plane)
         else:
-            labeller.add(plane, foreground(plane, slice(None), slice(None)))
+            classes = 1 if labeller.num_classes == 2 else slice(1, None)
+            labeller.add(plane, foreground(plane, slice(None), slice(None), classes))
     return out

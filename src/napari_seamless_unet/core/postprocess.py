@@ -1,9 +1,10 @@
 """From class maps and foreground probabilities to instance labels of one plane, in memory or block by block.
 
 In memory (:func:`label_plane`): threshold, connected components or a seeded watershed, small objects removed,
-the pixels between touching objects given back (:func:`restore_borders`) and holes filled (:func:`fill_holes`).
-Block by block (:func:`label_foreground_blockwise`, for planes larger than memory): connected components and
-small objects only.
+the pixels between touching objects given back (:func:`restore_borders`) and holes filled (:func:`fill_holes`);
+for a three-class model (background, interior, border), seeds from the interior that take back their border
+pixels (:func:`label_three_classes`). Block by block (:func:`label_foreground_blockwise`, for planes larger than
+memory): connected components and small objects only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ METHODS = ("components", "watershed")
 BORDER_GAP = 2
 #: the watershed seeds are maxima of the distance to the background at least this many pixels high
 WATERSHED_H = 2.0
+#: three-class models: an object's interior takes back the foreground pixels at most this far from it (the
+#: one-pixel border of the training target, weights.BORDER_WIDTH, with room for a thicker predicted band)
+BORDER_REACH = 3.0
 
 
 def label_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
@@ -39,13 +43,19 @@ def label_foreground(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
-def labels_from_classes(classes: np.ndarray, task: str, min_size: int = 0, **options) -> np.ndarray:
+def labels_from_classes(
+    classes: np.ndarray, task: str, min_size: int = 0, num_classes: int = 2, **options
+) -> np.ndarray:
     """One 2D plane of class ids as :func:`~napari_seamless_unet.segment` labels it: the class ids for a semantic
-    model; for an instance model, the objects of its foreground (class 1) by :func:`label_plane` with ``options``
-    (``fill_holes``, ``method``, ``restore_borders``), what ``segment`` gives at ``threshold=0.5``."""
-    if task == "instances":
-        return label_plane(np.asarray(classes) == 1, min_size=min_size, **options)
-    return classes
+    model; for an instance model, its objects by :func:`label_plane` with ``options`` (``fill_holes``,
+    ``method``, ``restore_borders``) from the foreground (class 1) or, with ``num_classes=3``, from the
+    interior (1) and border (2) classes: what ``segment`` gives at ``threshold=0.5``."""
+    if task != "instances":
+        return classes
+    classes = np.asarray(classes)
+    if num_classes == 3:
+        return label_plane(np.stack([classes == 1, classes == 2]).astype(np.float32), min_size=min_size, **options)
+    return label_plane(classes == 1, min_size=min_size, **options)
 
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -157,7 +167,13 @@ def label_plane(
     Foreground is ``probability > threshold``; objects are its connected components (``method="components"``)
     or the regions of :func:`watershed_instances`; objects of fewer than ``min_size`` foreground pixels are
     removed; then :func:`restore_borders` and :func:`fill_holes` (in that order) where asked for.
+
+    ``probability`` of shape ``(2, H, W)`` holds the interior and border probabilities of a three-class model
+    instead: they go to :func:`label_three_classes` with the same options.
     """
+    options = {"threshold": threshold, "min_size": min_size, "fill_holes": fill_holes, "method": method}
+    if np.ndim(probability) == 3:
+        return label_three_classes(probability[0], probability[1], restore_borders=restore_borders, **options)
     foreground = np.asarray(probability) > threshold
     if method == "watershed":
         labels = watershed_instances(foreground)
@@ -166,6 +182,47 @@ def label_plane(
         labels = label_foreground(foreground, min_size=min_size)
     if restore_borders:
         labels = _restore_borders(labels)
+    if fill_holes:
+        labels = _fill_holes(labels)
+    return labels
+
+
+def label_three_classes(
+    interior: np.ndarray,
+    border: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    min_size: int = 0,
+    fill_holes: bool = True,
+    method: str = "components",
+    restore_borders: bool = True,
+) -> np.ndarray:
+    """Instance labels (int32, 1..n) of one 2D plane of a three-class model (background, interior, border).
+
+    The seeds are the objects of the interior (``interior > threshold``): its connected components
+    (4-connectivity) or, with ``method="watershed"``, the regions of :func:`watershed_instances`, which also
+    splits interiors joined by a neck. With ``restore_borders``, each seed then takes back the foreground pixels
+    (``interior + border > threshold``, i.e. not background) nearer to it than to any other seed and at most
+    :data:`BORDER_REACH` pixels away (``skimage.segmentation.expand_labels``, masked by the foreground): the
+    border band, exactly wherever a border pixel is nearer to its own object's interior than to another's (on
+    perfect targets of touching discs, all but a few pixels where objects meet at a corner); foreground further
+    from every seed stays background. Without it, objects are their interiors (one border width smaller).
+    Then objects of fewer than ``min_size`` pixels (counted with the border they took) are removed, and
+    :func:`fill_holes` where asked for.
+
+    A border band never joins two objects (that is what it is for), so touching objects come back apart
+    without the two-class target's gap; an object with no interior pixel (thinner than three pixels) is lost.
+    """
+    from skimage.segmentation import expand_labels
+
+    interior = np.asarray(interior)
+    seeds = interior > threshold
+    labels = watershed_instances(seeds) if method == "watershed" else label_foreground(seeds)
+    if restore_borders:
+        foreground = (interior + np.asarray(border)) > threshold
+        labels = np.where(foreground | seeds, expand_labels(labels, BORDER_REACH), 0).astype(np.int32)
+    if min_size > 0:
+        labels = remove_small(labels, min_size)
     if fill_holes:
         labels = _fill_holes(labels)
     return labels

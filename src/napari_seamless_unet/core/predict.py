@@ -316,8 +316,9 @@ def segment(
     held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
     are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
     used in training keeps a gap between touching objects, which is what separates them; ``restore_borders``
-    gives that gap back to the objects. Ids are unique across a stack. These options do nothing for a
-    semantic model (the argmax class of each pixel).
+    gives that gap back to the objects. A three-class instance model (background, interior, border) separates
+    them by its border class instead: the objects grow from the interior and take their border back. Ids are
+    unique across a stack. These options do nothing for a semantic model (the argmax class of each pixel).
 
     Returns
     -------
@@ -380,6 +381,7 @@ def iter_segment(
         method=method,
         restore_borders=restore_borders,
         link_planes=link_planes,
+        num_classes=model.num_classes,
     )
     sink = ForegroundSink(labeller, model.num_classes)
     yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)

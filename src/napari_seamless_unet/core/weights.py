@@ -5,6 +5,9 @@ and ``d1``, ``d2`` are the distances of a background pixel to the nearest and se
 et al. 2015, eq. 2). The border term is computed object by object inside each object's bounding box grown by the
 distance beyond which the term is negligible, keeping the two smallest distances per pixel, so the cost grows
 with the objects' area, not with (number of objects) x (image size).
+
+The alternative to the paper's two classes, a three-class target (background, object interior, object border:
+:func:`interior_border_classes`) with its weights (:func:`three_class_weight_map`), lives here too.
 """
 
 from __future__ import annotations
@@ -159,3 +162,94 @@ def instance_weight_map(
     foreground = (objects > 0).astype(np.int64)
     wc = class_weights(foreground, valid, 2) if balance else valid.astype(np.float32)
     return wc + border_weights(objects, w0, sigma, background=valid & (objects == 0))
+
+
+#: width in pixels of the border class of a three-class target: the object pixels that 4-touch another object or
+#: annotated background. One pixel keeps the interior of thin objects (a 3-pixel wide object keeps one interior
+#: row) and makes the band between two touching objects two pixels wide, like the gap of the two-class target.
+BORDER_WIDTH = 1
+
+
+def _touches_other(objects: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Object pixels with a 4-neighbour that is annotated and not the same object (another object or background)."""
+    touch = np.zeros(objects.shape, dtype=bool)
+    for axis in (0, 1):
+        a, v, t = (np.swapaxes(x, 0, axis) for x in (objects, valid, touch))
+        differ = a[1:] != a[:-1]
+        t[:-1] |= differ & v[1:] & v[:-1] & (a[:-1] > 0)
+        t[1:] |= differ & v[:-1] & v[1:] & (a[1:] > 0)
+    return touch
+
+
+def interior_border_classes(
+    objects: np.ndarray, valid: np.ndarray | None = None, width: int = BORDER_WIDTH
+) -> np.ndarray:
+    """The three-class target of instance labels: 0 background, 1 object interior, 2 object border.
+
+    The border is the band of ``width`` pixels inside each object along its edge with another object or with
+    annotated background (for a fully annotated plane, what ``skimage.segmentation.find_boundaries(objects,
+    mode="inner")`` marks, applied ``width`` times); the rest of an object is its interior. Seeds grown from
+    the interiors (:func:`~napari_seamless_unet.core.postprocess.label_three_classes`) give the objects back whole,
+    touching or not. An object's edge along unannotated pixels or the image's edge is not a border: what lies
+    beyond is unknown (sparse strokes inside an object stay interior).
+
+    Parameters
+    ----------
+    objects : 2D int array
+        Object ids (0 = background or unannotated), not separated (touching objects touch).
+    valid : 2D bool array, optional
+        Annotated pixels (default all). Unannotated pixels come back as 0; the caller gives them no weight.
+    width : int
+        Border width in pixels (:data:`BORDER_WIDTH`).
+
+    Returns
+    -------
+    int64 array of class ids 0, 1, 2.
+    """
+    objects = np.asarray(objects)
+    valid = np.ones(objects.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    remaining = np.where(valid, objects, 0)
+    border = np.zeros(objects.shape, dtype=bool)
+    for _ in range(int(width)):
+        ring = _touches_other(remaining, valid)
+        border |= ring
+        remaining = np.where(ring, -1, remaining)  # the next ring lies inside this one
+    classes = np.where(valid & (objects > 0), 1, 0).astype(np.int64)
+    classes[border] = 2
+    return classes
+
+
+def three_class_weight_map(
+    classes: np.ndarray,
+    objects: np.ndarray,
+    valid: np.ndarray | None = None,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    balance: bool = True,
+) -> np.ndarray:
+    """Loss weights for a three-class target: class balance over the three classes plus the separation term.
+
+    The term ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` of :func:`border_weights` is given to background pixels
+    (as in the paper) and to border pixels, ``d1``, ``d2`` the distances to the nearest and second-nearest
+    object. In this target touching objects leave no background between them: the pixels that separate them
+    are border pixels (``d1 = 0``, ``d2 = 1`` on a contact line), so the term keeps the paper's purpose, a
+    large weight where objects meet, instead of falling on background only. ``w0 = 0`` leaves class balance.
+
+    Parameters
+    ----------
+    classes : 2D int array
+        :func:`interior_border_classes` of ``objects``.
+    objects : 2D int array
+        Object ids (0 = background or unannotated), not separated.
+    valid : 2D bool array, optional
+        Annotated pixels (default all); the others get weight 0.
+    w0, sigma : float
+        Separation term parameters.
+    balance : bool
+        Balance the three class frequencies (else ``w_c = 1``).
+    """
+    classes = np.asarray(classes)
+    valid = np.ones(classes.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    wc = class_weights(classes, valid, 3) if balance else valid.astype(np.float32)
+    separating = valid & (classes != 1)
+    return wc + border_weights(np.where(valid, objects, 0), w0, sigma, background=separating)

@@ -337,7 +337,7 @@ class PredictionJob:
                     return result
             if probs is not None:
                 classes = probs[(slice(None), *out_index)].argmax(axis=0)
-                labels[out_index] = labels_from_classes(classes, model.task, self.min_size)
+                labels[out_index] = labels_from_classes(classes, model.task, self.min_size, model.num_classes)
             result.planes_done.append(plane)
         result.max_label = int(labels.max()) if labels.size else 0
         return result

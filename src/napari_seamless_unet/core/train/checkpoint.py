@@ -28,7 +28,8 @@ def best_path(save_path: str | Path) -> Path:
 
 
 def read_resume(config: TrainConfig) -> dict[str, Any] | None:
-    """The payload of ``config.resume_from`` (None without one), checked to be for ``config.task``."""
+    """The payload of ``config.resume_from`` (None without one), checked to be for ``config.task`` (and, for
+    instances, ``config.instance_classes``)."""
     if not config.resume_from:
         return None
     payload = read_model_file(config.resume_from)
@@ -36,6 +37,12 @@ def read_resume(config: TrainConfig) -> dict[str, Any] | None:
         raise UNetInputError(
             f"{config.resume_from!r} was trained for task {payload['config'].get('task')!r} but config.task is "
             f"{config.task!r}; use the same task to resume."
+        )
+    classes = payload["config"].get("num_classes", 2)
+    if config.task == "instances" and classes != config.instance_classes:
+        raise UNetInputError(
+            f"{config.resume_from!r} has {classes} instance classes but config.instance_classes is "
+            f"{config.instance_classes}; set instance_classes={classes} to resume it."
         )
     return payload
 

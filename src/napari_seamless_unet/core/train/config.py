@@ -136,6 +136,15 @@ class TrainConfig:
         A further label value left out of the loss.
     num_classes : int, optional
         Semantic only; inferred from the labels when None.
+    instance_classes : {2, 3}
+        Instances only: what the network learns. 2 (the paper's): foreground and background, with a background
+        gap cut between touching objects and the weight map's border term on it. 3: background, object
+        interior and object border, the border being the one-pixel band inside each object along another
+        object or the background (:func:`~napari_seamless_unet.core.weights.interior_border_classes`); the
+        three classes are balanced and the border term goes to background and border pixels
+        (:func:`~napari_seamless_unet.core.weights.three_class_weight_map`). Segmenting with such a model grows
+        each object from its interior and gives its border back
+        (:func:`~napari_seamless_unet.core.postprocess.label_three_classes`).
     preset : {"tiny", "small", "medium", "paper"}, optional
         A named network size; ``"paper"`` is the paper's setting (64 channels, depth 4, dropout 0.5, 572-pixel
         tiles, one a batch). Explicit ``base_channels``/``depth``/... still win.
@@ -220,6 +229,7 @@ class TrainConfig:
     unlabelled: str = "background"
     ignore_label: int | None = None
     num_classes: int | None = None
+    instance_classes: int = 2
     preset: str | None = None
     base_channels: int | None = None
     depth: int | None = None
@@ -303,7 +313,11 @@ def check_config(config: TrainConfig) -> None:
     if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
         bad(f"dropout must be in [0, 1), got {config.dropout!r}.")
     if config.num_classes is not None and (config.task != "semantic" or config.num_classes < 2):
-        bad("num_classes applies to task='semantic' only and must be >= 2 (instances always use 2 classes).")
+        bad("num_classes applies to task='semantic' only and must be >= 2 (instances: see instance_classes).")
+    if config.instance_classes not in (2, 3) or isinstance(config.instance_classes, bool):
+        bad(f"instance_classes must be 2 (foreground) or 3 (interior and border), got {config.instance_classes!r}.")
+    if config.instance_classes != 2 and config.task != "instances":
+        bad(f"instance_classes applies to task='instances' only, got task={config.task!r}.")
     if config.tile_size is not None and config.depth is not None:
         shapes.check_input_shape((int(config.tile_size),) * 2, int(config.depth), what="training tile")
     Normalization.from_any(config.normalization)

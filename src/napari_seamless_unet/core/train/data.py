@@ -2,7 +2,8 @@
 
 Every 2D plane of every training image becomes one :class:`Plane`. The label values are turned into class ids
 here (what label 0 means depends on ``config.unlabelled``), the classes present are checked, and the paper's
-weight map is computed once per plane.
+weight map (or, with ``instance_classes=3``, the interior/border target and its weights) is computed once per
+plane.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import numpy as np
 from .. import axes as ax
 from ..errors import UNetInputError
 from ..normalization import Normalization, apply_statistics
-from ..weights import class_weights, instance_weight_map, separate_touching
+from ..weights import (
+    class_weights,
+    instance_weight_map,
+    interior_border_classes,
+    separate_touching,
+    three_class_weight_map,
+)
 from .config import TrainConfig
 
 
@@ -86,7 +93,7 @@ def check_classes(planes: list[Plane], config: TrainConfig, num_classes: int | N
                 f"the training labels contain no {missing}; annotate some {missing} "
                 f"({hint if missing == 'objects' else bg_hint})."
             )
-        return 2
+        return int(config.instance_classes)
     largest = max(int(p.target[p.valid].max()) for p in planes)
     present = set().union(*(np.unique(p.target[p.valid]).tolist() for p in planes))
     if len(present) < 2:
@@ -108,8 +115,15 @@ def weight_map(plane: Plane, config: TrainConfig, num_classes: int) -> np.ndarra
     """The plane's loss weights (0 where not annotated).
 
     For instances this also sets ``plane.target`` to the foreground with a background gap between touching
-    objects (:func:`~napari_seamless_unet.core.weights.separate_touching`), which the border weights emphasise.
+    objects (:func:`~napari_seamless_unet.core.weights.separate_touching`), which the border weights emphasise;
+    with ``instance_classes=3``, to background, interior and border
+    (:func:`~napari_seamless_unet.core.weights.interior_border_classes`).
     """
+    if config.task == "instances" and config.instance_classes == 3:
+        plane.target = interior_border_classes(plane.objects, plane.valid)
+        return three_class_weight_map(
+            plane.target, plane.objects, plane.valid, config.w0, config.sigma, config.balance_classes
+        )
     if config.task == "instances":
         objects = separate_touching(plane.objects)
         plane.target = (objects > 0).astype(np.int64)

@@ -42,6 +42,7 @@ VALIDATION_SHARE = 0.1
 FIRST_VALIDATION = 50
 MIN_STEPS_BETWEEN_VALIDATIONS = 25
 
+
 class TrainResult(NamedTuple):
     """What :func:`train` returns (and :func:`iter_train` returns when exhausted).
 

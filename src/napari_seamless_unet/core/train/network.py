@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..devices import autocast_dtype
+from ..instances import INSTANCE_CLASS_NAMES
 from ..model import UNet
 from ..normalization import Normalization
 from .config import SGD_MOMENTUM, TrainConfig
@@ -107,7 +108,7 @@ def build_model(
         float(config.dropout),
         task=config.task,
         normalization=normalization,
-        class_names=None if config.task == "semantic" else ["background", "foreground"],
+        class_names=None if config.task == "semantic" else list(INSTANCE_CLASS_NAMES[num_classes]),
         batch_norm=bool(config.batch_norm),
     )
 
