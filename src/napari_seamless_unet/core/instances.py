@@ -353,3 +353,33 @@ def instances_from_probabilities(
         else:
             labeller.add(plane, foreground(plane, slice(None), slice(None)))
     return out
+
+
+class _TwoClasses:
+    """Foreground probabilities ``p`` seen, lazily, as the two classes ``(1 - p, p)`` of an instance model."""
+
+    def __init__(self, foreground):
+        self.foreground, self.dtype = foreground, np.dtype(foreground.dtype)
+        self.shape = (2, *foreground.shape)
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        p = np.asarray(self.foreground[index[1:]])
+        return np.stack([1 - p, p])[index[0]] if isinstance(index[0], slice) else p if index[0] in (1, -1) else 1 - p
+
+
+def instances_from_foreground(foreground, *, axes: str | None = None, offset: int = 0, out=None, **options):
+    """:func:`instances_from_probabilities` of the classes ``(1 - foreground, foreground)``, never built: it reads
+    only the foreground (float, shape ``spatial``, axes ``axes`` without C), so a caller that labels again later
+    keeps half the probabilities. ``options`` are those of :func:`instances_from_probabilities`. The objects get
+    the ids after ``offset``, as a stack's plane gets those after the largest given so far (for a plane labelled
+    alone and written into a stack; ``out`` must then be numpy)."""
+    if not (hasattr(foreground, "shape") and hasattr(foreground, "dtype")):
+        foreground = np.asarray(foreground)
+    if int(offset) != offset or offset < 0:
+        raise UNetInputError(f"offset must be a whole number >= 0, got {offset}")
+    labels = instances_from_probabilities(
+        _TwoClasses(foreground), axes=None if axes is None else "C" + axes, out=out, **options
+    )
+    if offset:
+        labels[labels > 0] += int(offset)
+    return labels
