@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QProgressBar, QWidget
 from ..core import axes as ax
 from ..core.errors import UNetInputError
 from ..core.model_io import load_model
+from ..core.predict import output_dtype
 from . import _layers
 from ._common import (
     JobRunner,
@@ -193,6 +194,13 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         plane = None
         if self.scope.value == "plane" and ax.stack_axes(axes):
             plane = _layers.current_plane(layer, self.viewer, axes)
+        name = self.registry.name_of(model) or "model"
+        stack = None
+        if plane is not None:  # the plane's ids come after those of the other planes of its Labels layer
+            target = self._plane_target(
+                layer, axes, {"source": layer.name, "model": name}, output_dtype(model, "labels")
+            )
+            stack = None if target is None else target.data
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
@@ -204,11 +212,12 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             plane=plane,
             tile_shape=tile_shape,
             device=device,
-            min_size=int(self.min_size.value),
+            options={"min_size": int(self.min_size.value)},
+            stack_labels=stack,
             probabilities=bool(self.probabilities.value),
             name=layer.name,
         )
-        self._target = (layer, axes, plane, model, self.registry.name_of(model) or "model")
+        self._target = (layer, axes, plane, model, name)
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -239,7 +248,9 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     def _on_yielded(self, event):
         self.progress_bar.setValue(int(event.done))
         info = event.info or {}
-        if info.get("planes", 1) > 1:
+        if event.stage == "label":
+            self.status.value = "Labelling the objects…"
+        elif info.get("planes", 1) > 1:
             self.status.value = f"plane {info['plane'] + 1} of {info['planes']}"
 
     def _on_returned(self, result: PredictionResult):
@@ -269,15 +280,14 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
                 f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {self.last_layer.name!r}."
             )
         else:
-            n = result.max_label if model.task == "instances" else None
+            n = result.objects if model.task == "instances" else None
             message = f"Segmented {layer.name!r}" + (f": {n} objects" if n is not None else "")
             message += f" in {self.last_layer.name!r}."
         self.status.value = message
         notify_info(message)
 
-    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
-        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
-        spatial = ax.spatial_axes(axes)
+    def _plane_target(self, layer, axes, mark, dtype):
+        """The plugin's Labels layer that per-plane runs on ``layer`` with this model write into, or None."""
         data = _layers.layer_data(layer)
         full_shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
         target = None
@@ -289,9 +299,16 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
                 and info.get("source") == mark["source"]
                 and info.get("model") == mark["model"]
                 and tuple(candidate.data.shape) == full_shape
-                and candidate.data.dtype == plane_labels.dtype
+                and candidate.data.dtype == dtype
             ):
                 target = candidate
+        return target
+
+    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
+        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
+        spatial = ax.spatial_axes(axes)
+        full_shape = tuple(n for n, a in zip(_layers.layer_data(layer).shape, axes) if a != "C")
+        target = self._plane_target(layer, axes, mark, plane_labels.dtype)
         if target is None:
             target = self.viewer.add_labels(np.zeros(full_shape, plane_labels.dtype), name=name, **transform)
             _layers.mark_output(target, "prediction", **mark)
