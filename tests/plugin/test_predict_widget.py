@@ -91,8 +91,9 @@ def test_a_stack_is_segmented_plane_by_plane(qtbot, make_napari_viewer, discs, m
     assert result.data.shape == stack.shape
     np.testing.assert_allclose(result.scale, (2.0, 1.0, 1.0))
     model = load_model(model_path)
-    for z in range(3):
-        np.testing.assert_array_equal(result.data[z], segment(model, stack[z], device="cpu"))
+    # What segment() gives for the whole stack: ids unique across the stack, not 1.. in every plane.
+    np.testing.assert_array_equal(result.data, segment(model, stack, device="cpu"))
+    assert result.data[2].max() > result.data[1].max() > result.data[0].max() > 0
     assert sorted(set(planes)) == [0, 1, 2] and planes == sorted(planes)  # one plane after the other
 
 
@@ -113,7 +114,12 @@ def test_current_plane_only_fills_the_plane_shown(qtbot, make_napari_viewer, for
     widget.model.value = widget.registry.names()[0]
     _run(qtbot, widget)
     assert [ly.name for ly in viewer.layers] == ["stack", "stack — U-Net instances (foreground.unet.pt)"]
-    assert np.all(layer.data[0] == 1) and np.all(layer.data[2] == 1) and not layer.data[[1, 3]].any()
+    # Ids stay unique across the stack: plane 0's object comes after the one of plane 2.
+    assert np.all(layer.data[0] == 2) and np.all(layer.data[2] == 1) and not layer.data[[1, 3]].any()
+    # Segmenting a plane again gives it the ids after those of the other planes.
+    viewer.dims.set_point(0, 2)
+    _run(qtbot, widget)
+    assert np.all(layer.data[0] == 2) and np.all(layer.data[2] == 3) and not layer.data[[1, 3]].any()
     assert not notes["error"]
 
 

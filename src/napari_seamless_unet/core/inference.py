@@ -100,9 +100,7 @@ class TileRunner:
         seamlessly; the paper averaged rotated versions of the input for its ISBI 2012 result.
     """
 
-    def __init__(
-        self, model: UNet, device: torch.device, precision: str = "auto", tile_shape=None, tta: bool = False
-    ):
+    def __init__(self, model: UNet, device: torch.device, precision: str = "auto", tile_shape=None, tta: bool = False):
         self.model = model
         self.device = device
         self.precision = precision

@@ -17,16 +17,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import connected_components
 
 from . import axes as ax
 from .errors import UNetInputError
+from .linking import match_objects
 from .postprocess import BLOCKWISE_PIXELS, METHODS, _PlaneView, label_foreground_blockwise, label_plane
 
-#: an object takes the id of the object of the previous plane it overlaps with at least this IoU
-LINK_IOU = 0.3
 #: side of the blocks in which planes larger than BLOCKWISE_PIXELS are labelled
 BLOCK = 4096
 #: the classes of an instance model, by their number: the paper's two, or three with a border class
@@ -59,60 +55,12 @@ def check_instance_options(threshold: float, min_size: int, method: str) -> None
         raise UNetInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
-def match_objects(
-    previous: np.ndarray, current: np.ndarray, min_iou: float = LINK_IOU
-) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one pairs of objects of two label images that overlap with IoU >= ``min_iou``.
-
-    Among the pairs above ``min_iou``, the matching maximises the total IoU (``linear_sum_assignment`` within
-    each group of objects that overlap one another; most groups are a single pair). The overlaps are counted
-    sparsely, so the cost grows with the pixels, not with the product of the object counts.
-
-    Returns
-    -------
-    previous_ids, current_ids : int64 arrays of the same length
-        ``current_ids[k]`` matches ``previous_ids[k]``.
-    """
-    previous, current = np.asarray(previous), np.asarray(current)
-    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    both = (previous > 0) & (current > 0)
-    if not both.any():
-        return none
-    base = int(current.max()) + 1
-    keys, inter = np.unique(previous[both].astype(np.int64) * base + current[both], return_counts=True)
-    p, c = keys // base, keys % base
-    p_ids, p_area = np.unique(previous[previous > 0], return_counts=True)
-    union = p_area[np.searchsorted(p_ids, p)] + np.bincount(current.ravel(), minlength=base)[c] - inter
-    good = inter >= min_iou * union
-    p, c, iou = p[good], c[good], inter[good] / union[good]
-    if not len(p):
-        return none
-    rows, cols = np.unique(p, return_inverse=True)[1], np.unique(c, return_inverse=True)[1]
-    nr, nc = rows.max() + 1, cols.max() + 1
-    graph = sparse.coo_matrix((np.ones(len(p)), (rows, nr + cols)), shape=(nr + nc, nr + nc))
-    group = connected_components(graph, directed=False)[1][rows]
-    sizes = np.bincount(group)
-    single = sizes[group] == 1
-    take_p, take_c = [p[single]], [c[single]]
-    for g in np.flatnonzero(sizes > 1):  # objects that overlap several others: the best one-to-one assignment
-        k = np.flatnonzero(group == g)
-        pu, pi = np.unique(p[k], return_inverse=True)
-        cu, ci = np.unique(c[k], return_inverse=True)
-        table = np.zeros((len(pu), len(cu)))
-        table[pi, ci] = iou[k]
-        r, s = linear_sum_assignment(table, maximize=True)
-        ok = table[r, s] > 0
-        take_p.append(pu[r[ok]])
-        take_c.append(cu[s[ok]])
-    return np.concatenate(take_p), np.concatenate(take_c)
-
-
 class StackLabeller:
     """Writes the instance labels of a stack into ``out`` plane by plane, in any order of arrival.
 
     Ids are unique across the stack: each plane's objects get the ids after the largest id given so far. With
     ``link_planes``, an object of a plane takes the id of the object of the previous plane it matches
-    (:func:`match_objects`); only planes next to each other along the last stack axis (Z of TZYX, the only
+    (:func:`~napari_seamless_unet.core.linking.match_objects`); only planes next to each other along the last stack axis (Z of TZYX, the only
     one of ZYX or TYX) are linked.
 
     Planes larger than :data:`BLOCKWISE_PIXELS` are labelled block by block in ``out`` itself, in bounded
@@ -330,7 +278,7 @@ def instances_from_probabilities(
     link_planes : bool
         Give an object one id through a stack: each object takes the id of the object of the previous plane
         (along the last stack axis: Z of TZYX) that it overlaps with IoU >= 0.3, one to one (see
-        :func:`match_objects`); the others get new ids. Without it, every plane's objects get new ids.
+        :func:`~napari_seamless_unet.core.linking.match_objects`); the others get new ids. Without it, every plane's objects get new ids.
     out : array-like, optional
         Where to write the labels (e.g. a zarr array): shape ``spatial``, an integer dtype of 32 bits or more.
 
@@ -396,3 +344,55 @@ def instances_from_probabilities(
             classes = 1 if labeller.num_classes == 2 else slice(1, None)
             labeller.add(plane, foreground(plane, slice(None), slice(None), classes))
     return out
+
+
+class _WithBackground:
+    """The classes after the background seen, lazily, with the background ``1 - their sum`` in front: ``(1 - p, p)``
+    of a foreground ``p``, or ``(1 - i - b, i, b)`` of a three-class model's interior and border."""
+
+    def __init__(self, after_background, num_classes: int):
+        self.after, self.num_classes = after_background, num_classes
+        self.dtype = np.dtype(after_background.dtype)
+        spatial = after_background.shape if num_classes == 2 else after_background.shape[1:]
+        self.shape = (num_classes, *spatial)
+
+    def _class(self, k: int, where: tuple) -> np.ndarray:
+        if k == 0:
+            return 1 - sum(self._class(j, where) for j in range(1, self.num_classes))
+        return np.asarray(self.after[where] if self.num_classes == 2 else self.after[(k - 1, *where)])
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        which, where = index[0], tuple(index[1:])
+        if isinstance(which, slice):
+            return np.stack([self._class(k, where) for k in range(self.num_classes)[which]])
+        return self._class(int(which) % self.num_classes, where)
+
+
+def instances_from_foreground(
+    foreground, *, axes: str | None = None, offset: int = 0, out=None, num_classes: int = 2, **options
+):
+    """:func:`instances_from_probabilities` of the classes after the background alone, the background never built.
+
+    ``foreground`` holds the foreground probability (float, shape ``spatial``, axes ``axes`` without C) of a
+    two-class model, or, with ``num_classes=3``, the interior and border probabilities of a three-class model
+    (shape ``(2, *spatial)``); the background is 1 minus their sum, read lazily. A caller that labels again later
+    keeps only these. ``options`` are those of :func:`instances_from_probabilities`. The objects get the ids
+    after ``offset``, as a stack's plane gets those after the largest given so far (for a plane labelled alone
+    and written into a stack; ``out`` must then be numpy).
+    """
+    if not (hasattr(foreground, "shape") and hasattr(foreground, "dtype")):
+        foreground = np.asarray(foreground)
+    if int(offset) != offset or offset < 0:
+        raise UNetInputError(f"offset must be a whole number >= 0, got {offset}")
+    check_instance_classes(num_classes)
+    if num_classes > 2 and foreground.shape[0] != num_classes - 1:
+        raise UNetInputError(
+            f"a {num_classes}-class model's kept probabilities need {num_classes - 1} classes first, got shape "
+            f"{tuple(foreground.shape)}"
+        )
+    labels = instances_from_probabilities(
+        _WithBackground(foreground, num_classes), axes=None if axes is None else "C" + axes, out=out, **options
+    )
+    if offset:
+        labels[labels > 0] += int(offset)
+    return labels

@@ -11,7 +11,9 @@ from qtpy.QtWidgets import QProgressBar, QWidget
 
 from ..core import axes as ax
 from ..core.errors import UNetInputError
+from ..core.instances import check_instance_options
 from ..core.model_io import load_model
+from ..core.predict import output_dtype
 from . import _layers
 from ._common import (
     JobRunner,
@@ -26,13 +28,14 @@ from ._common import (
     report_exception,
 )
 from ._jobs import PredictionJob, PredictionResult
+from ._predict_options import InstanceOptions, Relabelling
 from ._ui import ScrollingDock, compact_widgets, section, status_label
 
 FROM_FILE = "from file (below)"
 SCOPES = [("whole image / stack", "all"), ("current plane only", "plane")]
 
 
-class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
+class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -47,7 +50,13 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     scope, probabilities
         What to segment (``"all"`` or ``"plane"``) and whether to add the probability map.
     options : QCollapsible
-        The collapsed section of ``tile_size``, ``device`` and ``min_size``.
+        The collapsed section of ``tile_size``, ``device`` and the post-processing of instance models
+        (``instance_options``: ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders``,
+        ``link_planes``, also attributes of the widget). Changing one after a run labels again from ``kept``.
+    kept : Kept or None
+        After a run of an instance model: its float32 foreground probabilities (of the whole run, or of the plane
+        segmented), from which a change of the options labels again without the network. Dropped when the
+        image, the model or the scope changes.
     job, worker
         The current or last run.
     last_model : UNet or None
@@ -90,10 +99,18 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             tooltip="input tile side in pixels; 0 = automatic (fits memory)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        self.min_size = SpinBox(
-            label="min object size", min=0, max=10_000_000, value=0, tooltip="pixels; smaller objects are removed"
+        self.instance_options = InstanceOptions()
+        for name in InstanceOptions.NAMES:
+            setattr(self, name, getattr(self.instance_options, name))
+        self.options, _ = section(
+            "Options",
+            [self.tile_size, self.device, *self.instance_options.widgets],
+            tooltip="tile size, device; how an instance model's probabilities become objects (changing these "
+            "after a run labels again without running the network)",
         )
-        self.options, _ = section("Options", [self.tile_size, self.device, self.min_size])
+        self.instance_options.connect(self._on_options_changed)
+        for choice in (self.image, self.model, self.model_file, self.scope):
+            choice.changed.connect(self._on_choice_changed)
         self.run_button, self.cancel_button, buttons = self._make_buttons(
             "Segment", "Cancel (keep done planes)", self.cancel
         )
@@ -113,6 +130,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         connect_layer_changes(viewer, self.reset_choices)
         self._attach_registry(viewer)
         self._on_registry_changed()
+        self._on_choice_changed()
 
     # -- the session's models ------------------------------------------------------------------------------------
     def _connect_registry(self, registry):
@@ -126,6 +144,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             self.job.cancel()
         self.last_model = None
         self._target = None
+        self.drop_kept()
         if self.job is not None:
             self.job.model = None  # a running job keeps its own reference until its plane is done
         if not self.busy:
@@ -155,6 +174,26 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         names = self.registry.names()
         if names:
             self.model.value = names[0]
+
+    def _on_choice_changed(self, *_):
+        """Another image, model or scope: the kept probabilities no longer fit."""
+        self.drop_kept()
+        self._enable_options()
+
+    def _enable_options(self) -> None:
+        """The post-processing options for instance models only (or a model file not loaded yet)."""
+        self.instance_options.enable(self._chosen_task() != "semantic", self.scope.value == "all")
+
+    def _chosen_task(self) -> str | None:
+        """The task of the chosen model, or None when not known yet (a file not loaded)."""
+        registry, name = self.registry, self.model.value
+        if registry is None:
+            return None
+        if name != FROM_FILE and name in registry:
+            return registry.get(name).model.task
+        path = str(self.model_file.line_edit.value or "").strip()
+        entries = [registry.get(n) for n in registry.names()]
+        return next((e.model.task for e in entries if path and e.path == path), None)
 
     def _on_file_chosen(self, *_):
         if self.model_file.line_edit.value:
@@ -193,6 +232,15 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         plane = None
         if self.scope.value == "plane" and ax.stack_axes(axes):
             plane = _layers.current_plane(layer, self.viewer, axes)
+        options = self.instance_options.values()
+        check_instance_options(options["threshold"], options["min_size"], options["method"])
+        name = self.registry.name_of(model) or "model"
+        stack = None
+        if plane is not None:  # the plane's ids come after those of the other planes of its Labels layer
+            target = self._plane_target(
+                layer, axes, {"source": layer.name, "model": name}, output_dtype(model, "labels")
+            )
+            stack = None if target is None else target.data
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
@@ -204,11 +252,12 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             plane=plane,
             tile_shape=tile_shape,
             device=device,
-            min_size=int(self.min_size.value),
+            options=options,
+            stack_labels=stack,
             probabilities=bool(self.probabilities.value),
             name=layer.name,
         )
-        self._target = (layer, axes, plane, model, self.registry.name_of(model) or "model")
+        self._target = (layer, axes, plane, model, name)
         return job
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -224,6 +273,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         except UNetInputError as err:
             self.status.value = report_exception(err, "Segmentation")
             return None
+        self.drop_kept()  # the new run keeps its own
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
         layer, _, plane, _, _ = self._target
@@ -239,7 +289,9 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     def _on_yielded(self, event):
         self.progress_bar.setValue(int(event.done))
         info = event.info or {}
-        if info.get("planes", 1) > 1:
+        if event.stage == "label":
+            self.status.value = "Labelling the objects…"
+        elif info.get("planes", 1) > 1:
             self.status.value = f"plane {info['plane'] + 1} of {info['planes']}"
 
     def _on_returned(self, result: PredictionResult):
@@ -269,15 +321,16 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
                 f"Cancelled: {done} of {result.planes_total} plane(s) segmented and kept in {self.last_layer.name!r}."
             )
         else:
-            n = result.max_label if model.task == "instances" else None
+            n = result.objects if model.task == "instances" else None
             message = f"Segmented {layer.name!r}" + (f": {n} objects" if n is not None else "")
             message += f" in {self.last_layer.name!r}."
         self.status.value = message
         notify_info(message)
+        self._enable_options()  # the model's task is known now
+        self._keep(result, layer, self.last_layer, plane, ax.spatial_axes(axes))
 
-    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
-        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
-        spatial = ax.spatial_axes(axes)
+    def _plane_target(self, layer, axes, mark, dtype):
+        """The plugin's Labels layer that per-plane runs on ``layer`` with this model write into, or None."""
         data = _layers.layer_data(layer)
         full_shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
         target = None
@@ -289,9 +342,16 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
                 and info.get("source") == mark["source"]
                 and info.get("model") == mark["model"]
                 and tuple(candidate.data.shape) == full_shape
-                and candidate.data.dtype == plane_labels.dtype
+                and candidate.data.dtype == dtype
             ):
                 target = candidate
+        return target
+
+    def _write_plane(self, layer, axes, plane, plane_labels, name, transform, mark):
+        """Write one plane into the plugin's Labels layer for ``layer`` and this model (made on first use)."""
+        spatial = ax.spatial_axes(axes)
+        full_shape = tuple(n for n, a in zip(_layers.layer_data(layer).shape, axes) if a != "C")
+        target = self._plane_target(layer, axes, mark, plane_labels.dtype)
         if target is None:
             target = self.viewer.add_labels(np.zeros(full_shape, plane_labels.dtype), name=name, **transform)
             _layers.mark_output(target, "prediction", **mark)

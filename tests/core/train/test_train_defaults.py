@@ -59,7 +59,9 @@ def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chose
     from napari_seamless_unet.core.train import defaults
 
     cost = {2: 0.01, 3: 0.05, 4: 0.2}  # seconds a step by depth
-    monkeypatch.setattr(defaults, "_step_seconds", lambda base, depth, tile, channels, device, batch_norm=False: cost[depth])
+    monkeypatch.setattr(
+        defaults, "_step_seconds", lambda base, depth, tile, channels, device, batch_norm=False: cost[depth]
+    )
     cpu = torch.device("cpu")
     for budget, depth in ((30 * 4, 2), (150 * 4, 3), (100_000, 4)):
         config, settings = resolve_defaults(TrainConfig(time_budget=budget), cpu, [(512, 512)])
