@@ -9,7 +9,7 @@ from napari_seamless_unet import UNet, segment
 from napari_seamless_unet.core.progress import run
 from napari_seamless_unet.core.synthetic import touching_discs
 from napari_seamless_unet.core.weights import interior_border_classes
-from napari_seamless_unet.plugin._jobs import PredictionJob
+from napari_seamless_unet.plugin._predict_job import PredictionJob
 
 
 class ClassOracle(UNet):

@@ -36,7 +36,13 @@ def test_npe2_validate_command_line():
 
 @pytest.mark.parametrize(
     "module",
-    ["napari_seamless_unet", "napari_seamless_unet.core.predict", "napari_seamless_unet.plugin._jobs"],
+    [
+        "napari_seamless_unet",
+        "napari_seamless_unet.core.predict",
+        "napari_seamless_unet.plugin._jobs",
+        "napari_seamless_unet.plugin._predict_job",
+        "napari_seamless_unet.plugin._relabel",
+    ],
 )
 def test_importing_the_package_does_not_import_napari_or_qt(module):
     code = (

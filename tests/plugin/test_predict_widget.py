@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_seamless_unet import load_model, segment
+from napari_seamless_unet import load_model, predict, segment
 from napari_seamless_unet.plugin._layers import METADATA_KEY
 from napari_seamless_unet.plugin._predict_widget import FROM_FILE, PredictWidget
 
@@ -68,6 +68,17 @@ def test_probability_map_is_added_with_the_labels(qtbot, viewer, model_path, not
     # Labels derived from the probabilities agree with a plain segmentation.
     model = load_model(model_path)
     np.testing.assert_array_equal(widget.last_labels, segment(model, viewer.layers["cells"].data, device="cpu"))
+
+
+def test_test_time_augmentation_option(qtbot, viewer, model_path, notes):
+    widget = _widget(viewer, "cells", model_path)
+    widget.tta.value = True
+    widget.probabilities.value = True
+    _run(qtbot, widget)
+    assert not notes["error"]
+    model, image = load_model(model_path), viewer.layers["cells"].data
+    np.testing.assert_allclose(widget.last_probabilities, predict(model, image, device="cpu", tta=True), atol=1e-5)
+    np.testing.assert_array_equal(widget.last_labels, segment(model, image, device="cpu", tta=True))
 
 
 def test_a_stack_is_segmented_plane_by_plane(qtbot, make_napari_viewer, discs, model_path, notes):

@@ -10,7 +10,7 @@ import torch
 from napari_seamless_unet import UNet, instances_from_probabilities, predict, segment
 from napari_seamless_unet.core import inference
 from napari_seamless_unet.core.synthetic import touching_discs
-from napari_seamless_unet.plugin import _jobs
+from napari_seamless_unet.plugin import _predict_job
 from napari_seamless_unet.plugin._predict_widget import PredictWidget
 
 TIMEOUT = 60_000
@@ -77,8 +77,8 @@ def no_network(monkeypatch):
             raise AssertionError("the network ran again")
 
         monkeypatch.setattr(inference.TileRunner, "__call__", fail)
-        monkeypatch.setattr(_jobs, "iter_predict", fail)
-        monkeypatch.setattr(_jobs, "iter_segment", fail)
+        monkeypatch.setattr(_predict_job, "iter_predict", fail)
+        monkeypatch.setattr(_predict_job, "iter_segment", fail)
 
     return forbid
 

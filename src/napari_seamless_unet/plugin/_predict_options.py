@@ -114,7 +114,7 @@ class Relabelling:
         self.kept = None
 
     def _keep(self, result, image_layer, labels_layer, plane, stack_axes: str) -> None:
-        """Keep what ``result`` (a :class:`~._jobs.PredictionResult`) needs to be labelled again; ``stack_axes``
+        """Keep what ``result`` (a :class:`~._predict_job.PredictionResult`) needs to be labelled again; ``stack_axes``
         are those of ``labels_layer``."""
         if result.foreground is None or result.cancelled:
             self.kept = None  # semantic model, or a partial run: Segment again

@@ -27,7 +27,7 @@ from ._common import (
     pick_default_layer,
     report_exception,
 )
-from ._jobs import PredictionJob, PredictionResult
+from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
 from ._ui import ScrollingDock, compact_widgets, section, status_label
 
@@ -99,13 +99,18 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
             tooltip="input tile side in pixels; 0 = automatic (fits memory)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.tta = CheckBox(
+            text="test-time augmentation (8x slower)",
+            value=False,
+            tooltip="average the 8 flips and quarter turns of every tile: smoother, more continuous boundaries",
+        )
         self.instance_options = InstanceOptions()
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
         self.options, _ = section(
             "Options",
-            [self.tile_size, self.device, *self.instance_options.widgets],
-            tooltip="tile size, device; how an instance model's probabilities become objects (changing these "
+            [self.tile_size, self.device, self.tta, *self.instance_options.widgets],
+            tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects (changing these "
             "after a run labels again without running the network)",
         )
         self.instance_options.connect(self._on_options_changed)
@@ -256,6 +261,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
             stack_labels=stack,
             probabilities=bool(self.probabilities.value),
             name=layer.name,
+            tta=bool(self.tta.value),
         )
         self._target = (layer, axes, plane, model, name)
         return job

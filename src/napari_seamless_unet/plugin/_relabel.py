@@ -1,6 +1,6 @@
 """Labelling again without the network: what the Segment widget does when the post-processing options change.
 
-A :class:`~._jobs.PredictionJob` of an instance model keeps the foreground probabilities of what it segmented
+A :class:`~._predict_job.PredictionJob` of an instance model keeps the foreground probabilities of what it segmented
 (float32: the threshold sees exactly the values ``segment`` sees); :class:`RelabelJob` makes the labels again
 from them with other options, through the core's
 :func:`~napari_seamless_unet.core.instances.instances_from_foreground`, in a thread worker. Free of Qt.
