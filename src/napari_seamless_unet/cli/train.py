@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import sys
 from pathlib import Path
@@ -73,6 +74,12 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--base-channels", type=positive_int, default=None, help="override the preset's channels")
     train.add_argument("--depth", type=positive_int, default=None, help="override the preset's depth (poolings)")
+    train.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="batch normalisation after each convolution (not in the paper) (default: chosen for the device)",
+    )
     train.add_argument(
         "--steps",
         type=positive_int,
@@ -147,6 +154,7 @@ def run(args) -> int:
         instance_classes=args.instance_classes,
         base_channels=base,
         depth=depth,
+        batch_norm=args.batch_norm,
         tile_size=args.tile_size,
         batch_size=args.batch_size,
         steps=args.steps,
@@ -268,8 +276,8 @@ def history_summary(history: dict | None) -> list[str]:
     if settings:
         automatic = set(settings.get("automatic") or ())
         shown = ", ".join(
-            f"{name.replace('_', ' ')} {settings[name]:g}" + (" (auto)" if name in automatic else "")
-            for name in ("base_channels", "depth", "dropout", "tile_size", "batch_size", "learning_rate")
+            f"{name.replace('_', ' ')} {_setting_text(settings[name])}" + (" (auto)" if name in automatic else "")
+            for name in ("base_channels", "depth", "dropout", "batch_norm", "tile_size", "batch_size", "learning_rate")
             if isinstance(settings.get(name), (int, float))
         )
         lines.append(f"settings: {shown} on {settings.get('device')}")
@@ -292,3 +300,7 @@ def history_summary(history: dict | None) -> list[str]:
     if reason:
         lines.append("ended by: " + STOP_REASONS.get(reason, reason))
     return lines
+
+
+def _setting_text(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"

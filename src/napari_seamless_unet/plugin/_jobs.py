@@ -230,7 +230,8 @@ def settings_text(settings: dict | None) -> str:
         return ""
     chosen = " (chosen for " + str(settings.get("device", "the device")) + ")" if settings.get("automatic") else ""
     return (
-        f" Network: {settings['base_channels']} channels, depth {settings['depth']}, tiles of "
+        f" Network: {settings['base_channels']} channels, depth {settings['depth']}"
+        f"{', batch norm' if settings.get('batch_norm') else ''}, tiles of "
         f"{settings['tile_size']} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
         f"{chosen}."
     )
