@@ -174,8 +174,9 @@ def run(
     overrides: dict | None = None,
     save_dir: str | None = None,
     tta: bool = False,
+    load_dir: str | None = None,
 ) -> dict:
-    from napari_seamless_unet import TrainConfig, predict, save_model, segment, train
+    from napari_seamless_unet import TrainConfig, load_model, predict, save_model, segment, train
 
     task = "semantic" if name == "isbi" else "instances"
     (images, labels), (test_images, test_labels) = {
@@ -183,11 +184,15 @@ def run(
         "discs": discs_data,
         "nuclei": nuclei_data,
     }[name]()
-    config = TrainConfig(task=task, time_budget=budget, device=device, seed=seed, **(overrides or {}))
     started = time.perf_counter()
-    model, history = train(images, labels, config=config)
+    if load_dir:  # evaluate a model saved by --save-models (e.g. with --tta) without training again
+        model = load_model(Path(load_dir) / f"{name}.unet.pt")
+        history = model.metadata["history"]
+    else:
+        config = TrainConfig(task=task, time_budget=budget, device=device, seed=seed, **(overrides or {}))
+        model, history = train(images, labels, config=config)
     train_seconds = time.perf_counter() - started
-    if save_dir:
+    if save_dir and not load_dir:
         save_model(model, Path(save_dir) / f"{name}.unet.pt")
     result = {
         "data": name,
@@ -220,6 +225,9 @@ def main() -> None:
     parser.add_argument("--save-models", metavar="DIR", help="save each trained model as DIR/<data>.unet.pt")
     parser.add_argument("--tta", action="store_true", help="predict the test images with test-time augmentation")
     parser.add_argument(
+        "--load-models", metavar="DIR", help="evaluate DIR/<data>.unet.pt (from --save-models) instead of training"
+    )
+    parser.add_argument(
         "--ceiling",
         action="store_true",
         help="train nothing: score perfect two- and three-class targets of discs and nuclei (see above)",
@@ -249,7 +257,7 @@ def main() -> None:
     for name in args.only.split(","):
         budget = getattr(args, f"budget_{name}")
         overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-        result = run(name, budget, args.device, args.seed, overrides, args.save_models, args.tta)
+        result = run(name, budget, args.device, args.seed, overrides, args.save_models, args.tta, args.load_models)
         result["tta"] = args.tta
         result["overrides"] = overrides
         results.append(result)
