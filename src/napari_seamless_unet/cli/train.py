@@ -118,7 +118,7 @@ def add_parser(subparsers) -> None:
         "--val-every",
         type=positive_int,
         default=None,
-        help="validate every N steps (default: automatic, about a tenth of the training time)",
+        help="validate every N steps (default: automatic, about 5%% of the training time)",
     )
     train.add_argument("--checkpoint-every", type=positive_int, default=None, help="save the model every N steps")
     train.add_argument("--resume", default=None, metavar="MODEL", help="continue training from this model file")

@@ -119,6 +119,6 @@ class AdvancedSettings:
             "batch_size": int(self.batch_size.value) or None,
             "tile_size": int(self.tile_size.value) or None,
             "validation_fraction": int(self.validation_share.value) / 100,
-            # 0: the trainer's automatic cadence (about a tenth of the time goes to validation).
+            # 0: the trainer's automatic cadence (about a twentieth of the time goes to validation).
             "val_every": int(self.val_every.value) or None,
         }

@@ -192,7 +192,7 @@ class TrainConfig:
         Share of the training planes held out for validation when no ``validation`` data is given.
     val_every : int, optional
         Steps between validations (and at the end). Default None: automatic, first after 50 steps, then as
-        often as keeps validation to about a tenth of the training time (at least 25 steps apart).
+        often as keeps validation to about 5% of the training time (at least 25 steps apart).
     save_path : str, optional
         Model file written every ``checkpoint_every`` steps and at the end; the best model by validation score
         goes beside it as ``<stem>.best.unet.pt``.

@@ -37,8 +37,9 @@ from .split import split
 from .validate import validate
 
 # Automatic validation (val_every=None): validating whole held-out strips every 50 steps took 44% of a 60 s
-# ISBI run of a small network (cProfile); now it takes about this share of the time, with a floor in steps.
-VALIDATION_SHARE = 0.1
+# ISBI run of a small network (cProfile); now it takes about this share of the time, with a floor in steps
+# (every training step counts in budgets of a minute or less).
+VALIDATION_SHARE = 0.05
 FIRST_VALIDATION = 50
 MIN_STEPS_BETWEEN_VALIDATIONS = 25
 
