@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from napari_seamless_unet import instances_from_probabilities, load_model, segment
 from napari_seamless_unet.cli import main
+from napari_seamless_unet.core.postprocess import DEFAULT_THRESHOLD
 from napari_seamless_unet.core.synthetic import touching_discs
 from napari_seamless_unet.core.weights import separate_touching
 from napari_seamless_unet.io import write_tiff
@@ -35,8 +36,8 @@ def target_probabilities(n=1) -> np.ndarray:
 
 OPTIONS = [
     [],
-    ["--threshold", "0.6", "--min-size", "30", "--no-fill-holes"],
-    ["--method", "watershed", "--no-restore-borders", "--link-planes"],
+    ["--threshold", "0.4", "--min-size", "30", "--no-fill-holes"],
+    ["--threshold", "0.5", "--method", "watershed", "--no-restore-borders", "--link-planes"],
 ]
 
 
@@ -49,7 +50,9 @@ def test_postprocess_a_tiff_stack_matches_the_api(capsys, tmp_path, options):
     status, stdout, _ = run_main(capsys, "postprocess", src, "-o", out, *options)
     assert status == 0 and str(out) in stdout and "objects" in stdout
     kwargs = {
-        "threshold": 0.6 if "--threshold" in options else 0.5,
+        "threshold": float(options[options.index("--threshold") + 1])
+        if "--threshold" in options
+        else DEFAULT_THRESHOLD,
         "min_size": 30 if "--min-size" in options else 0,
         "fill_holes": "--no-fill-holes" not in options,
         "method": "watershed" if "watershed" in options else "components",
@@ -134,3 +137,14 @@ def test_postprocess_runs_without_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "p_labels.tif").exists()
+
+
+def test_the_option_defaults_are_the_cores():
+    import argparse
+
+    from napari_seamless_unet.cli.postprocess import add_instance_options
+    from napari_seamless_unet.core.postprocess import DEFAULT_THRESHOLD
+
+    parser = argparse.ArgumentParser()
+    add_instance_options(parser)
+    assert parser.parse_args([]).threshold == DEFAULT_THRESHOLD

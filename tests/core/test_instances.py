@@ -124,12 +124,13 @@ def test_threshold_and_min_size():
     p[disc(shape, 20, 65, 2)] = 0.9  # 13 pixels
     p[5, 5] = 0.5  # not above 0.5
     prob = np.stack([1 - p, p])
-    assert instances_from_probabilities(prob).max() == 3
+    assert instances_from_probabilities(prob, threshold=0.5).max() == 3
     assert instances_from_probabilities(prob, threshold=0.7).max() == 2
+    assert instances_from_probabilities(prob).max() == 2  # the default threshold is 0.7
     assert instances_from_probabilities(prob, threshold=0.4).max() == 4
-    small = instances_from_probabilities(prob, min_size=14)
+    small = instances_from_probabilities(prob, threshold=0.5, min_size=14)
     assert small.max() == 2 and small[20, 65] == 0 and small[20, 15] > 0
-    assert instances_from_probabilities(prob, min_size=13).max() == 3
+    assert instances_from_probabilities(prob, threshold=0.5, min_size=13).max() == 3
 
 
 def test_the_watershed_splits_discs_joined_by_a_neck():

@@ -76,7 +76,7 @@ def test_refused_like_instances_from_probabilities():
         instances_from_foreground(np.zeros((20, 30), np.float32), threshold=1.0)
 
 
-@pytest.mark.parametrize("options", [{}, {"threshold": 0.4, "min_size": 10, "link_planes": True}])
+@pytest.mark.parametrize("options", [{"threshold": 0.3}, {"threshold": 0.4, "min_size": 10, "link_planes": True}])
 def test_three_class_interior_and_border_give_the_labels_of_the_whole_map(options):
     interior = smooth_foreground(seed=1) * 0.7
     border = smooth_foreground(seed=2) * 0.3

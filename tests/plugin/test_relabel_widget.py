@@ -9,13 +9,14 @@ import torch
 
 from napari_seamless_unet import UNet, instances_from_probabilities, predict, segment
 from napari_seamless_unet.core import inference
+from napari_seamless_unet.core.postprocess import DEFAULT_THRESHOLD
 from napari_seamless_unet.core.synthetic import touching_discs
 from napari_seamless_unet.plugin import _predict_job
 from napari_seamless_unet.plugin._predict_widget import PredictWidget
 
 TIMEOUT = 60_000
 DEFAULTS = {
-    "threshold": 0.5,
+    "threshold": DEFAULT_THRESHOLD,
     "min_size": 0,
     "fill_holes": True,
     "method": "components",
@@ -109,7 +110,7 @@ def test_the_options_label_again_from_the_kept_probabilities_without_the_network
         {"method": "watershed"},
         {"fill_holes": False, "restore_borders": False},
         {"link_planes": True},
-        {"threshold": 0.7, "min_size": 0},  # two changes in a row: the second waits for the first
+        {"threshold": 0.5, "min_size": 0},  # two changes in a row: the second waits for the first
     ]:
         _set(qtbot, widget, **change)
         options.update(change)

@@ -40,7 +40,7 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--threshold",
         type=probability,
-        default=0.5,
+        default=0.7,  # core.postprocess.DEFAULT_THRESHOLD, without importing it (--help stays fast)
         help="foreground where its probability is above this; three-class models: objects grow from the interior "
         "above it into the foreground (interior + border) above it (default: %(default)s)",
     )

@@ -21,7 +21,14 @@ import numpy as np
 from . import axes as ax
 from .errors import UNetInputError
 from .linking import match_objects
-from .postprocess import BLOCKWISE_PIXELS, METHODS, _PlaneView, label_foreground_blockwise, label_plane
+from .postprocess import (
+    BLOCKWISE_PIXELS,
+    DEFAULT_THRESHOLD,
+    METHODS,
+    _PlaneView,
+    label_foreground_blockwise,
+    label_plane,
+)
 
 #: side of the blocks in which planes larger than BLOCKWISE_PIXELS are labelled
 BLOCK = 4096
@@ -76,7 +83,7 @@ class StackLabeller:
         out,
         axes: str,
         *,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         min_size: int = 0,
         fill_holes: bool = True,
         method: str = "components",
@@ -236,7 +243,7 @@ def instances_from_probabilities(
     probabilities,
     *,
     axes: str | None = None,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     min_size: int = 0,
     fill_holes: bool = True,
     method: str = "components",

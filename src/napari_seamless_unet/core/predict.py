@@ -23,6 +23,7 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
 from .instances import ForegroundSink, StackLabeller, holds_instance_ids
 from .model import UNet
 from .normalization import apply_statistics
+from .postprocess import DEFAULT_THRESHOLD
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
@@ -299,7 +300,7 @@ def segment(
     precision: str = "auto",
     out=None,
     min_size: int = 0,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     fill_holes: bool = True,
     method: str = "components",
     restore_borders: bool = True,
@@ -358,7 +359,7 @@ def iter_segment(
     axes: str | None = None,
     out=None,
     min_size: int = 0,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     fill_holes: bool = True,
     method: str = "components",
     restore_borders: bool = True,

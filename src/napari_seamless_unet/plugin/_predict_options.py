@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..core import axes as ax
-from ..core.postprocess import METHODS
+from ..core.postprocess import DEFAULT_THRESHOLD, METHODS
 from ._common import UserError, report_exception, start_worker
 from ._relabel import RelabelJob, RelabelResult
 
@@ -34,7 +34,7 @@ class InstanceOptions:
             min=0.0,
             max=0.99,
             step=0.05,
-            value=0.5,
+            value=DEFAULT_THRESHOLD,
             tooltip="instance models: a pixel is foreground where its probability is above this (0.5: the more "
             "likely class); lower finds more and larger objects",
         )
