@@ -73,6 +73,19 @@ def test_training_writes_a_model_that_segments(qtbot, viewer, tmp_path, notes, d
     assert predict.last_model is widget.last_model
 
 
+def test_three_instance_classes_train_a_model_that_segments(qtbot, viewer, tmp_path, notes):
+    widget = _widget(viewer, tmp_path, steps=2)
+    assert widget.make_config().instance_classes == 2  # the paper's, by default
+    widget.instance_output.value = 3
+    assert widget.make_config().instance_classes == 3
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    model = load_model(tmp_path / "trained.unet.pt")
+    assert (model.task, model.num_classes, model.class_names[2]) == ("instances", 3, "border")
+    widget.task.value = "semantic"  # the choice applies to instances only
+    assert widget.make_config().instance_classes == 2
+
+
 def test_stop_keeps_the_model_trained_so_far(qtbot, viewer, tmp_path, notes):
     widget = _widget(viewer, tmp_path, steps=100_000, preview_every=0)
     forward = widget._on_yielded

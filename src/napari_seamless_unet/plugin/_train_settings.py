@@ -18,6 +18,8 @@ from ._ui import section
 PRESETS = {"auto (chosen for the device and time limit)": "auto"} | {
     preset_label(name): name for name in reversed(NETWORK_PRESETS)
 }
+#: What an instance network learns (TrainConfig.instance_classes); benchmarks/README.md compares them.
+INSTANCE_OUTPUTS = {"2 classes and the weight map (the paper's)": 2, "3 classes: interior and border": 3}
 
 
 class AdvancedSettings:
@@ -26,6 +28,7 @@ class AdvancedSettings:
     WIDGETS = (
         "preset",
         "device",
+        "instance_output",
         "elastic",
         "flips",
         "rotation",
@@ -44,6 +47,13 @@ class AdvancedSettings:
         augmentation = Augmentation()
         self.preset = ComboBox(label="size", choices=list(PRESETS.items()), value="auto")
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
+        self.instance_output = ComboBox(
+            label="instances as",
+            choices=list(INSTANCE_OUTPUTS.items()),
+            value=defaults.instance_classes,
+            tooltip="instance task: background and foreground with a gap between touching objects (the paper's), "
+            "or background, object interior and object border",
+        )
         self.elastic = FloatSpinBox(
             label="elastic (px)",
             min=0.0,
@@ -93,7 +103,7 @@ class AdvancedSettings:
             label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
         )
         self.sections = {}
-        self.sections["network"], _ = section("Network", [self.preset, self.device])
+        self.sections["network"], _ = section("Network", [self.preset, self.device, self.instance_output])
         self.sections["augmentation"], _ = section(
             "Augmentation", [self.elastic, self.flips, self.rotation, self.intensity]
         )
@@ -102,10 +112,11 @@ class AdvancedSettings:
             "Validation", [self.validation_share, self.val_every, self.preview_on, self.preview_every]
         )
 
-    def config_values(self) -> dict:
-        """The TrainConfig fields these settings give (None where the trainer chooses)."""
+    def config_values(self, task: str) -> dict:
+        """The TrainConfig fields these settings give for ``task`` (None where the trainer chooses)."""
         intensity = float(self.intensity.value)
         return {
+            "instance_classes": int(self.instance_output.value) if task == "instances" else 2,
             "preset": None if self.preset.value == "auto" else self.preset.value,
             "device": None if self.device.value == "auto" else self.device.value,
             "elastic_std": float(self.elastic.value),

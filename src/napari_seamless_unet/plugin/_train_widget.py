@@ -227,7 +227,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             "time_budget": float(self.time_budget.value) * 60 or None,
             "save_path": path or None,
             "checkpoint_every": max(1, min(50, steps // 4)),
-            **self.advanced.config_values(),
+            **self.advanced.config_values(self.task.value),
         }
         values.update(overrides)
         return TrainConfig(**values)
