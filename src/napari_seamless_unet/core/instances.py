@@ -45,6 +45,12 @@ def check_instance_classes(num_classes: int) -> None:
         )
 
 
+def object_classes(num_classes: int) -> int | slice:
+    """The index, on the class axis, of what labelling reads: the foreground (class 1) of a two-class model, the
+    interior and border (classes 1 and 2) of a three-class one."""
+    return 1 if num_classes == 2 else slice(1, None)
+
+
 def holds_instance_ids(dtype) -> bool:
     """Whether an array of ``dtype`` can take instance ids: the number of objects is unknown before labelling,
     so only an integer type of 32 bits or more is safe."""
@@ -67,8 +73,8 @@ class StackLabeller:
 
     Ids are unique across the stack: each plane's objects get the ids after the largest id given so far. With
     ``link_planes``, an object of a plane takes the id of the object of the previous plane it matches
-    (:func:`~napari_seamless_unet.core.linking.match_objects`); only planes next to each other along the last stack axis (Z of TZYX, the only
-    one of ZYX or TYX) are linked.
+    (:func:`~napari_seamless_unet.core.linking.match_objects`); only planes next to each other along the last
+    stack axis (Z of TZYX, the only one of ZYX or TYX) are linked.
 
     Planes larger than :data:`BLOCKWISE_PIXELS` are labelled block by block in ``out`` itself, in bounded
     memory: threshold, ``min_size`` and unique ids only. There, ``method="watershed"`` and ``link_planes``
@@ -181,8 +187,7 @@ class ForegroundSink:
         self.labeller = labeller
         self.shape = (num_classes, *labeller.out.shape)
         self.dtype = np.dtype(np.float32)
-        # The object classes: foreground (1) of a two-class model, interior and border (1, 2) of a three-class one.
-        self._objects = 1 if labeller.num_classes == 2 else slice(1, None)
+        self._objects = object_classes(labeller.num_classes)
         buffer_shape = labeller.plane_shape if labeller.num_classes == 2 else (2, *labeller.plane_shape)
         self._buffer = None if labeller.blockwise else np.zeros(buffer_shape, dtype=np.float32)
         self._written = 0
@@ -263,7 +268,8 @@ def instances_from_probabilities(
         Its axes, C the classes (e.g. ``"CYX"``, ``"CZYX"``, ``"ZCYX"`` as an ImageJ TIFF stores them); axes
         without C are those of ``spatial``. Default: ``C`` followed by YX, ZYX or TZYX.
     threshold : float
-        Foreground is ``probability > threshold`` (0.5: the class the network finds more likely). Three
+        Foreground is ``probability > threshold`` (default 0.7, ``postprocess.DEFAULT_THRESHOLD``; 0.5 would be
+        the class the network finds more likely). Three
         classes: the seeds are ``interior > threshold``, the foreground ``interior + border > threshold``.
     min_size : int
         Objects of fewer foreground pixels are removed (before borders and holes are given back; three
@@ -285,7 +291,8 @@ def instances_from_probabilities(
     link_planes : bool
         Give an object one id through a stack: each object takes the id of the object of the previous plane
         (along the last stack axis: Z of TZYX) that it overlaps with IoU >= 0.3, one to one (see
-        :func:`~napari_seamless_unet.core.linking.match_objects`); the others get new ids. Without it, every plane's objects get new ids.
+        :func:`~napari_seamless_unet.core.linking.match_objects`); the others get new ids. Without it, every
+        plane's objects get new ids.
     out : array-like, optional
         Where to write the labels (e.g. a zarr array): shape ``spatial``, an integer dtype of 32 bits or more.
 
@@ -348,8 +355,7 @@ def instances_from_probabilities(
                     labeller.add_block(plane, rows, cols, foreground(plane, rows, cols))
             labeller.finish_blockwise(plane)
         else:
-            classes = 1 if labeller.num_classes == 2 else slice(1, None)
-            labeller.add(plane, foreground(plane, slice(None), slice(None), classes))
+            labeller.add(plane, foreground(plane, slice(None), slice(None), object_classes(labeller.num_classes)))
     return out
 
 

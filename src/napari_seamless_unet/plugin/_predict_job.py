@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import axes as ax
-from ..core.instances import instances_from_foreground
+from ..core.instances import instances_from_foreground, object_classes
 from ..core.predict import allocate_output, iter_predict, iter_segment
 from ..core.progress import Progress
 from ._relabel import largest_id_outside
@@ -50,13 +50,10 @@ class _ForegroundOut:
     def __init__(self, foreground: np.ndarray, out_index: tuple, num_classes: int):
         self.plane = foreground[(..., *out_index)]  # a view
         self.shape, self.dtype = (num_classes, *self.plane.shape[-2:]), foreground.dtype
-        self.num_classes = num_classes
+        self.classes = object_classes(num_classes)
 
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
-        if self.num_classes == 2:
-            self.plane[index[1:]] = values[1]
-        else:
-            self.plane[(slice(None), *index[1:])] = values[1:]
+        self.plane[(..., *index[1:])] = values[self.classes]
 
 
 class PredictionJob:
@@ -138,9 +135,8 @@ class PredictionJob:
         probs = allocate_output(model, image, axes=self.axes, output="probabilities") if self.probabilities else None
         foreground = None
         if instances:  # the classes after the background: the foreground, or a three-class model's interior, border
-            kept_classes = 1 if model.num_classes == 2 else slice(1, None)
             if probs is not None:
-                foreground = probs[kept_classes]
+                foreground = probs[object_classes(model.num_classes)]
             else:
                 extra = () if model.num_classes == 2 else (model.num_classes - 1,)
                 foreground = np.zeros((*extra, *labels.shape), np.float32)

@@ -110,8 +110,8 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self.options, _ = section(
             "Options",
             [self.tile_size, self.device, self.tta, *self.instance_options.widgets],
-            tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects (changing these "
-            "after a run labels again without running the network)",
+            tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
+            "(changing these after a run labels again without running the network)",
         )
         self.instance_options.connect(self._on_options_changed)
         for choice in (self.image, self.model, self.model_file, self.scope):
