@@ -235,7 +235,8 @@ class _Session:
         """Score the validation planes; a new best model goes to ``best_path(config.save_path)``."""
         started = time.perf_counter()
         val = validate(self.model, self.data.val_planes, self.device)
-        self._last_validation = (self.step, time.perf_counter(), max(time.perf_counter() - started, 1e-6))
+        ended = time.perf_counter()
+        self._last_validation = (self.step, ended, max(ended - started, 1e-6))
         if record_validation(self.history, self.step, val, self.model.task) and self.config.save_path:
             self.save(best_path(self.config.save_path), with_state=False)
         return val
