@@ -79,9 +79,10 @@ def resolve_axes(shape: Sequence[int], axes: str | None, in_channels: int = 1, n
     return axes
 
 
-def stack_axes(axes: str) -> str:
-    """The axes a stack is iterated over plane by plane (everything but C, Y, X), in image order, e.g. ``"TZ"``."""
-    return "".join(a for a in axes if a not in "CYX")
+def stack_axes(axes: str, unit: str = "YX") -> str:
+    """The axes a stack is iterated over plane by plane (everything but C, Y, X), in image order, e.g. ``"TZ"``;
+    with ``unit="ZYX"`` (a 3D network), volume by volume (everything but C, Z, Y, X)."""
+    return "".join(a for a in axes if a != "C" and a not in unit)
 
 
 def plane_axes(axes: str) -> str:
@@ -95,20 +96,26 @@ def spatial_axes(axes: str) -> str:
     return axes.replace("C", "")
 
 
-def iter_planes(shape: Sequence[int], axes: str) -> Iterator[dict[str, int]]:
-    """Yield ``{axis: index}`` for every 2D plane, e.g. ``{"T": 0, "Z": 3}``."""
-    loop = stack_axes(axes)
+def unit_axes(ndim: int) -> str:
+    """The axes one network input covers: ``"YX"`` for a 2D network, ``"ZYX"`` for a 3D one."""
+    return "ZYX"[-int(ndim) :]
+
+
+def iter_planes(shape: Sequence[int], axes: str, unit: str = "YX") -> Iterator[dict[str, int]]:
+    """Yield ``{axis: index}`` for every 2D plane, e.g. ``{"T": 0, "Z": 3}`` (every volume for ``unit="ZYX"``)."""
+    loop = stack_axes(axes, unit)
     ranges = [range(shape[axes.index(a)]) for a in loop]
     for combo in itertools.product(*ranges):
         yield dict(zip(loop, combo))
 
 
-def plane_count(shape: Sequence[int], axes: str) -> int:
-    return int(np.prod([shape[axes.index(a)] for a in stack_axes(axes)], dtype=np.int64))
+def plane_count(shape: Sequence[int], axes: str, unit: str = "YX") -> int:
+    return int(np.prod([shape[axes.index(a)] for a in stack_axes(axes, unit)], dtype=np.int64))
 
 
-def image_index(axes: str, plane: dict[str, int], y, x) -> tuple:
-    """Index into the image for one plane and Y/X selections (C kept whole)."""
+def image_index(axes: str, plane: dict[str, int], y, x, z=None) -> tuple:
+    """Index into the image for one plane and Y/X selections (C kept whole); Z is the plane's, else ``z`` (all of
+    it by default: a volume of a 3D network)."""
     index = []
     for a in axes:
         if a == "Y":
@@ -117,19 +124,22 @@ def image_index(axes: str, plane: dict[str, int], y, x) -> tuple:
             index.append(x)
         elif a == "C":
             index.append(slice(None))
+        elif a == "Z" and a not in plane:
+            index.append(slice(None) if z is None else z)
         else:
             index.append(plane[a])
     return tuple(index)
 
 
-def output_index(axes: str, plane: dict[str, int], y, x) -> tuple:
-    """Index into an output of axes ``spatial_axes(axes)`` for one plane."""
-    return image_index(spatial_axes(axes), plane, y, x)
+def output_index(axes: str, plane: dict[str, int], y, x, z=None) -> tuple:
+    """Index into an output of axes ``spatial_axes(axes)`` for one plane (or volume)."""
+    return image_index(spatial_axes(axes), plane, y, x, z)
 
 
-def to_cyx(block: np.ndarray, axes: str) -> np.ndarray:
-    """Reorder a block read with :func:`image_index` (remaining axes among C, Y, X in image order) to (C, Y, X)."""
-    kept = [a for a in axes if a in "CYX"]
+def to_cyx(block: np.ndarray, axes: str, unit: str = "YX") -> np.ndarray:
+    """Reorder a block read with :func:`image_index` (remaining axes among C and ``unit`` in image order) to
+    (C, Y, X), or (C, Z, Y, X) for ``unit="ZYX"``."""
+    kept = [a for a in axes if a == "C" or a in unit]
     if "C" not in kept:
         return block[np.newaxis]
-    return np.transpose(block, [kept.index(a) for a in "CYX"])
+    return np.transpose(block, [kept.index(a) for a in "C" + unit])

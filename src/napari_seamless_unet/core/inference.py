@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import shapes
 from .devices import autocast_dtype, cudnn_autotune, is_out_of_memory, memory_budget, resolve_device
 from .errors import InvalidShapeError
 from .model import UNet, forward_flops
@@ -29,22 +28,25 @@ def estimate_tile_memory(model: UNet, tile_shape: Sequence[int], batch_size: int
 
     In inference mode only the skip connections and a few maps of the current level are alive at once; the
     largest moment is the first expanding level, where the skip, the up-convolution, their concatenation and
-    the convolution output coexist.
+    the convolution output coexist. A 3D network's convolutions through 2D ones (``layers.Conv3d``) hold their
+    input three times over as well.
     """
+    rules = model.geometry.rules
     size = [int(s) for s in tile_shape]
     ch = model.base_channels
-    total = model.in_channels * size[0] * size[1]
+    total = model.in_channels * math.prod(size)
     largest = 0
+    stacked = 3 if model.ndim == 3 else 0
     for level in range(model.depth):
-        size = [s - 4 for s in size]
-        pixels = size[0] * size[1]
+        size = [s - 2 * (r.kernels[level] - 1) for s, r in zip(size, rules)]
+        pixels = math.prod(size)
         total += ch * 2**level * pixels  # skip kept for the expanding path
-        largest = max(largest, 2 * ch * 2**level * pixels)
-        size = [s // 2 for s in size]
+        largest = max(largest, (2 + stacked) * ch * 2**level * pixels)
+        size = [s // r.pools[level] for s, r in zip(size, rules)]
     # first expanding level (level 0): up-convolution, concatenation and two convs on about the skip's size
-    out = shapes.output_shape(tile_shape, model.depth)
-    level0 = ch * (out[0] + 4) * (out[1] + 4)
-    largest = max(largest, 4 * level0)
+    out = model.geometry.output_shape(tile_shape)
+    level0 = ch * math.prod(o + 2 * (r.kernels[0] - 1) for o, r in zip(out, rules))
+    largest = max(largest, (4 + 2 * stacked) * level0)
     return int(4 * batch_size * (total + largest) * 1.15)
 
 
@@ -53,25 +55,24 @@ def choose_tile_shape(
     image_shape: Sequence[int],
     device: str | torch.device | None = None,
     memory_budget_bytes: int | None = None,
-) -> tuple[int, int]:
+) -> tuple[int, ...]:
     """The input tile shape with the least halo waste that fits the memory budget.
 
-    Tiles are never larger than needed to cover the image: an image is split into the fewest tiles per axis
-    that fit, and the tiles are then shrunk to just cover it.
+    Tiles are never larger than needed to cover the image: an image (or volume) is split into the fewest tiles
+    per axis that fit, and the tiles are then shrunk to just cover it.
     """
     dev = resolve_device(device)
     budget = memory_budget(dev) if memory_budget_bytes is None else int(memory_budget_bytes)
-    step = 2**model.depth
-    h, w = (int(s) for s in image_shape)
+    geometry = model.geometry
+    size = [int(s) for s in image_shape]
+    longest = max(size)
     best = None
     for n in range(1, 1 << 16):
-        # Split the longer axis first; keep tiles roughly square for the least halo per output pixel.
-        ny = max(1, math.ceil(h / max(1, math.ceil(max(h, w) / n))))
-        nx = max(1, math.ceil(w / max(1, math.ceil(max(h, w) / n))))
-        stride = (step * math.ceil(h / ny / step), step * math.ceil(w / nx / step))
-        tile = tuple(s + 4 + 2 * model.halo for s in stride)
-        best = tile
-        if estimate_tile_memory(model, tile) <= budget or max(stride) <= step:
+        # Split the longer axes first; keep tiles roughly cubic for the least halo per output pixel.
+        counts = [max(1, math.ceil(s / max(1, math.ceil(longest / n)))) for s in size]
+        stride = tuple(step * math.ceil(s / c / step) for s, c, step in zip(size, counts, geometry.step))
+        best = geometry.input_shape_for_output(stride)
+        if estimate_tile_memory(model, best) <= budget or all(s <= step for s, step in zip(stride, geometry.step)):
             break
     return best  # type: ignore[return-value]
 
@@ -109,7 +110,7 @@ class TileRunner:
         self.dtype = autocast_dtype(device, precision, gflop)
         # Channels-last lets oneDNN (CPU) and cuDNN (CUDA) pick their fastest convolution kernels: 1.7x on the
         # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
-        self.channels_last = device.type in ("cuda", "cpu")
+        self.channels_last = device.type in ("cuda", "cpu") and model.ndim == 2
         self.network = _device_copy(model, device, self.channels_last)
 
     def __call__(self, batch: np.ndarray, output: str) -> np.ndarray:
@@ -163,17 +164,19 @@ def predict_tiles(
     output: str = "probabilities",
     tta: bool = False,
 ) -> np.ndarray:
-    """Run the network on a batch of already normalised, mirror-padded input tiles ``(B, C, H, W)``.
+    """Run the network on a batch of already normalised, mirror-padded input tiles ``(B, C, H, W)`` (or
+    ``(B, C, D, H, W)`` for a 3D network).
 
     This is the per-tile step; a block-wise engine (dask ``map_overlap`` with ``depth=halo`` and
     ``boundary="reflect"``) can call it on blocks whose cores are multiples of ``2**depth``.
-    Returns ``(B, num_classes, h, w)`` probabilities or ``(B, h, w)`` class ids.
+    Returns ``(B, num_classes, *out)`` probabilities or ``(B, *out)`` class ids.
     """
     tiles = np.ascontiguousarray(tiles, dtype=np.float32)
-    if tiles.ndim != 4 or tiles.shape[1] != model.in_channels:
-        raise InvalidShapeError(f"tiles must be (batch, {model.in_channels}, height, width), got {tiles.shape}")
-    shapes.check_input_shape(tiles.shape[-2:], model.depth)
-    return TileRunner(model, resolve_device(device), precision, tuple(tiles.shape[-2:]), tta)(tiles, output)
+    if tiles.ndim != model.ndim + 2 or tiles.shape[1] != model.in_channels:
+        space = "height, width" if model.ndim == 2 else "depth, height, width"
+        raise InvalidShapeError(f"tiles must be (batch, {model.in_channels}, {space}), got {tiles.shape}")
+    model.geometry.check_input_shape(tiles.shape[2:])
+    return TileRunner(model, resolve_device(device), precision, tuple(tiles.shape[2:]), tta)(tiles, output)
 
 
 # -- out of memory ---------------------------------------------------------------------------------------------
@@ -190,10 +193,9 @@ def shrink_after_oom(model: UNet, grid: TileGrid, batch: int, runner: TileRunner
     if batch > 1:
         warnings.warn(f"out of memory with {batch} tiles a batch; retrying with {batch // 2}", stacklevel=3)
         return grid, batch // 2, runner
-    step = 2**model.depth
-    smaller = tuple(max(step, (s // 2) // step * step) for s in grid.stride)
+    smaller = tuple(max(step, (s // 2) // step * step) for s, step in zip(grid.stride, model.geometry.step))
     if smaller != grid.stride:
-        smaller_grid = TileGrid.for_stride(grid.image_shape, smaller, model.depth)
+        smaller_grid = TileGrid.for_stride(grid.image_shape, smaller, model.geometry)
         warnings.warn(
             f"out of memory with tiles of {grid.tile_shape}; retrying with tiles of {smaller_grid.tile_shape}",
             stacklevel=3,

@@ -10,42 +10,13 @@ import torch
 from torch import nn
 
 from . import shapes
+from .layers import Up, center_crop, double_conv
 from .normalization import Normalization
 
 TASKS = ("semantic", "instances")
+CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Conv3d, nn.ConvTranspose3d)
 
-
-def _double_conv(in_channels: int, out_channels: int, batch_norm: bool = False) -> nn.Sequential:
-    # Two unpadded 3x3 convolutions, each followed by a ReLU (paper, section 2); optionally batch normalisation
-    # between convolution and ReLU. Batch norm, not group or instance norm: in eval mode it is a fixed per-channel
-    # affine map, so a tile's output does not depend on the tile and overlap-tile prediction stays seamless.
-    layers: list[nn.Module] = []
-    for cin in (in_channels, out_channels):
-        layers.append(nn.Conv2d(cin, out_channels, kernel_size=3, padding=0))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(out_channels))
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Crop the last two axes of ``x`` to ``size`` around their centre."""
-    dy = (x.shape[-2] - size[0]) // 2
-    dx = (x.shape[-1] - size[1]) // 2
-    return x[..., dy : dy + size[0], dx : dx + size[1]]
-
-
-class _Up(nn.Module):
-    """2x2 up-convolution with stride 2 halving the channels, concatenation with the cropped skip, two convs."""
-
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = False):
-        super().__init__()
-        self.upconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.conv = _double_conv(2 * out_channels, out_channels, batch_norm)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.upconv(x)
-        return self.conv(torch.cat([center_crop(skip, x.shape[-2:]), x], dim=1))
+__all__ = ["UNet", "center_crop", "count_conv_layers", "flops_per_output_pixel", "forward_flops"]
 
 
 class UNet(nn.Module):
@@ -77,6 +48,14 @@ class UNet(nn.Module):
     batch_norm : bool
         Batch normalisation after each 3x3 convolution (not in the paper; it lets a small network learn in
         fewer steps). In eval mode it is a fixed affine map per channel, so tiled prediction stays exact.
+    ndim : {2, 3}
+        Spatial dimensions: 2 (the paper; planes, stacks plane by plane) or 3 (volumes ZYX, the 3D U-Net of
+        Cicek et al. 2016: 3x3x3 convolutions, 2x2x2 pooling, cropped skips).
+    voxel_size : sequence of float, optional
+        The pixel (YX) or voxel (ZYX) size of the training data, recorded with the model. In 3D it shapes the
+        network for anisotropic volumes (:func:`~napari_seamless_unet.core.shapes.anisotropic_rules`): where z
+        is coarser than twice x and y, the first levels convolve in-plane only (1x3x3) and pool x and y only
+        (1x2x2) until the spacings meet. ``None``: isotropic.
 
     Notes
     -----
@@ -95,8 +74,16 @@ class UNet(nn.Module):
         normalization: Normalization | dict | None = None,
         class_names: Sequence[str] | None = None,
         batch_norm: bool = False,
+        ndim: int = 2,
+        voxel_size: Sequence[float] | None = None,
     ):
         super().__init__()
+        if ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+        if voxel_size is not None:
+            voxel_size = tuple(float(v) for v in voxel_size)
+            if len(voxel_size) != ndim or not all(v > 0 for v in voxel_size):
+                raise ValueError(f"voxel_size must be {ndim} positive numbers ({'ZYX'[-ndim:]}), got {voxel_size}")
         for name, value, low in (
             ("in_channels", in_channels, 1),
             ("num_classes", num_classes, 2),
@@ -118,6 +105,13 @@ class UNet(nn.Module):
         self.dropout_p = float(dropout)
         self.task = task
         self.batch_norm = bool(batch_norm)
+        self.ndim = int(ndim)
+        self.voxel_size = voxel_size
+        # 2D stays the paper's network whatever the pixel size; 3D adapts its levels to anisotropic voxels
+        if ndim == 3 and voxel_size is not None:
+            self.geometry = shapes.Geometry(shapes.anisotropic_rules(voxel_size, depth))
+        else:
+            self.geometry = shapes.Geometry.paper(depth, ndim)
         self.normalization = Normalization.from_any(normalization)
         if class_names is None:
             class_names = (
@@ -126,47 +120,60 @@ class UNet(nn.Module):
         self.class_names = [str(n) for n in class_names]
 
         channels = [base_channels * 2**level for level in range(depth + 1)]
+        kernels = [tuple(r.kernels[level] for r in self.geometry.rules) for level in range(depth + 1)]
+        pools = [tuple(r.pools[level] for r in self.geometry.rules) for level in range(depth)]
+        bn = self.batch_norm
         self.down = nn.ModuleList(
             [
-                _double_conv(in_channels if level == 0 else channels[level - 1], channels[level], self.batch_norm)
+                double_conv(
+                    ndim, in_channels if level == 0 else channels[level - 1], channels[level], kernels[level], bn
+                )
                 for level in range(depth)
             ]
         )
-        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
-        self.dropout = nn.Dropout2d(self.dropout_p) if self.dropout_p > 0 else nn.Identity()
-        self.bottom = _double_conv(channels[depth - 1], channels[depth], self.batch_norm)
+        if ndim == 2:
+            self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        else:
+            self.pools = nn.ModuleList([nn.MaxPool3d(kernel_size=p, stride=p) for p in pools])
+        dropout_type = nn.Dropout2d if ndim == 2 else nn.Dropout3d
+        self.dropout = dropout_type(self.dropout_p) if self.dropout_p > 0 else nn.Identity()
+        self.bottom = double_conv(ndim, channels[depth - 1], channels[depth], kernels[depth], bn)
         self.up = nn.ModuleList(
-            [_Up(channels[level + 1], channels[level], self.batch_norm) for level in reversed(range(depth))]
+            [
+                Up(ndim, channels[level + 1], channels[level], pools[level], kernels[level], bn)
+                for level in reversed(range(depth))
+            ]
         )
-        self.head = nn.Conv2d(channels[0], num_classes, kernel_size=1)
+        self.head = (nn.Conv2d if ndim == 2 else nn.Conv3d)(channels[0], num_classes, kernel_size=1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """He initialisation: normal weights with std sqrt(2 / N), N = inputs of one neuron."""
         for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(module, CONV_TYPES):
                 # For a transposed conv, one output neuron sees in_channels * k * k / stride**2 = in_channels inputs.
-                if isinstance(module, nn.ConvTranspose2d):
+                if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
                     fan_in = module.in_channels
                 else:
-                    fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                    fan_in = module.in_channels * math.prod(module.kernel_size)
                 nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_in))
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(N, in_channels, H, W)`` to logits ``(N, num_classes, H - 2*halo, W - 2*halo)``."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
+        """Map ``(N, in_channels, *spatial)`` to logits ``(N, num_classes, *spatial - 2*halo)``."""
+        if x.ndim != self.ndim + 2 or x.shape[1] != self.in_channels:
+            space = "height, width" if self.ndim == 2 else "depth, height, width"
             raise shapes.InvalidShapeError(
-                f"the network expects {self.in_channels} input channel(s) as a (batch, {self.in_channels}, height, "
-                f"width) tensor, got shape {tuple(x.shape)}"
+                f"the network expects {self.in_channels} input channel(s) as a (batch, {self.in_channels}, {space}) "
+                f"tensor, got shape {tuple(x.shape)}"
             )
         # Fail before any work, with the nearest valid shapes, rather than deep inside a pooling layer.
-        shapes.check_input_shape(tuple(x.shape[-2:]), self.depth, what="input")
+        self.geometry.check_input_shape(tuple(x.shape[2:]), what="input")
         skips = []
-        for block in self.down:
+        for level, block in enumerate(self.down):
             x = block(x)
             skips.append(x)
-            x = self.pool(x)
+            x = self.pool(x) if self.ndim == 2 else self.pools[level](x)
         x = self.dropout(self.bottom(x))
         for block, skip in zip(self.up, reversed(skips)):
             x = block(x, skip)
@@ -174,17 +181,17 @@ class UNet(nn.Module):
 
     # -- shape arithmetic bound to this network -------------------------------------------------------------
     @property
-    def halo(self) -> int:
-        """Context consumed on each side, in pixels."""
-        return shapes.halo(self.depth)
+    def halo(self):
+        """Context consumed on each side: pixels (an int) in 2D, voxels per axis (a ZYX tuple) in 3D."""
+        return self.geometry.halo[0] if self.ndim == 2 else self.geometry.halo
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """Spatial output shape for a spatial input shape."""
-        return shapes.output_shape(input_shape, self.depth)
+        return self.geometry.output_shape(input_shape)
 
     def valid_input_shape(self, shape: Sequence[int], mode: str = "nearest") -> tuple[int, ...]:
         """The valid input shape nearest to ``shape``."""
-        return shapes.valid_input_shape(shape, self.depth, mode)
+        return self.geometry.valid_input_shape(shape, mode)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -199,66 +206,66 @@ class UNet(nn.Module):
             "normalization": self.normalization.to_dict(),
             "class_names": list(self.class_names),
             "batch_norm": self.batch_norm,
+            "ndim": self.ndim,
+            "voxel_size": list(self.voxel_size) if self.voxel_size is not None else None,
         }
 
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, num_classes={self.num_classes}, base_channels={self.base_channels}, "
-            f"depth={self.depth}, task={self.task!r}" + (", batch_norm=True" if self.batch_norm else "")
+            f"depth={self.depth}, task={self.task!r}"
+            + (", batch_norm=True" if self.batch_norm else "")
+            + (f", ndim=3, voxel_size={self.voxel_size}" if self.ndim == 3 else "")
         )
 
 
 def count_conv_layers(model: nn.Module) -> int:
     """Number of convolutional layers (up-convolutions included), 23 for the paper's network."""
-    return sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    return sum(isinstance(m, CONV_TYPES) for m in model.modules())
 
 
 def forward_flops(model: UNet, input_shape: Sequence[int], batch: int = 1) -> int:
     """Floating-point operations (2 per multiply-add) of one forward pass on a spatial input shape."""
-    shapes.check_input_shape(input_shape, model.depth)
-    flops = 0
-    size = list(input_shape)
-    convs: list[tuple[int, int, int, int]] = []  # (in, out, kernel*kernel, output pixels)
-    ch = model.base_channels
-    cin = model.in_channels
-    for level in range(model.depth):
+    geometry = model.geometry
+    geometry.check_input_shape(input_shape)
+    rules, depth = geometry.rules, model.depth
+    size = [int(s) for s in input_shape]
+    convs: list[tuple[int, int, int, int]] = []  # (in, out, kernel taps, output pixels)
+
+    def two_convs(cin: int, cout: int, level: int) -> None:
+        taps = math.prod(r.kernels[level] for r in rules)
+        for c in (cin, cout):
+            size[:] = [s - (r.kernels[level] - 1) for s, r in zip(size, rules)]
+            convs.append((c, cout, taps, math.prod(size)))
+
+    ch, cin = model.base_channels, model.in_channels
+    for level in range(depth):
+        two_convs(cin, ch * 2**level, level)
+        size[:] = [s // r.pools[level] for s, r in zip(size, rules)]
+        cin = ch * 2**level
+    two_convs(cin, ch * 2**depth, depth)
+    cin = ch * 2**depth
+    for level in reversed(range(depth)):
         cout = ch * 2**level
-        size = [s - 2 for s in size]
-        convs.append((cin, cout, 9, size[0] * size[1]))
-        size = [s - 2 for s in size]
-        convs.append((cout, cout, 9, size[0] * size[1]))
-        size = [s // 2 for s in size]
+        size[:] = [s * r.pools[level] for s, r in zip(size, rules)]
+        convs.append((cin, cout, 1, math.prod(size)))  # kernel = stride: each output pixel sees one tap
+        two_convs(2 * cout, cout, level)
         cin = cout
-    cout = ch * 2**model.depth
-    size = [s - 2 for s in size]
-    convs.append((cin, cout, 9, size[0] * size[1]))
-    size = [s - 2 for s in size]
-    convs.append((cout, cout, 9, size[0] * size[1]))
-    cin = cout
-    for level in reversed(range(model.depth)):
-        cout = ch * 2**level
-        size = [s * 2 for s in size]
-        convs.append((cin, cout, 1, size[0] * size[1]))  # 2x2 stride 2: each output pixel sees one tap
-        size = [s - 2 for s in size]
-        convs.append((2 * cout, cout, 9, size[0] * size[1]))
-        size = [s - 2 for s in size]
-        convs.append((cout, cout, 9, size[0] * size[1]))
-        cin = cout
-    convs.append((cin, model.num_classes, 1, size[0] * size[1]))
-    for cin_, cout_, taps, pixels in convs:
-        flops += 2 * cin_ * cout_ * taps * pixels
-    return flops * batch
+    convs.append((cin, model.num_classes, 1, math.prod(size)))
+    return batch * sum(2 * a * b * taps * pixels for a, b, taps, pixels in convs)
 
 
 def flops_per_output_pixel(model: UNet) -> float:
-    """Asymptotic FLOPs per output pixel of an infinitely large tile: the cost of the useful work."""
-    ch, depth = model.base_channels, model.depth
-    total = 2 * model.in_channels * ch * 9 + 2 * ch * ch * 9  # level 0, contracting
-    for level in range(1, depth + 1):
-        c_in, c_out = ch * 2 ** (level - 1), ch * 2**level
-        total += (2 * c_in * c_out * 9 + 2 * c_out * c_out * 9) / 4**level
-    for level in range(depth):
-        c_in, c_out = ch * 2 ** (level + 1), ch * 2**level
-        total += (2 * c_in * c_out + 2 * 2 * c_out * c_out * 9 + 2 * c_out * c_out * 9) / 4**level
-    total += 2 * ch * model.num_classes
-    return total
+    """Asymptotic FLOPs per output pixel (voxel) of an infinitely large tile: the cost of the useful work."""
+    rules, ch, depth = model.geometry.rules, model.base_channels, model.depth
+    total, shrink = 0.0, 1.0  # shrink: output pixels of this level per output pixel of level 0
+    for level in range(depth + 1):
+        taps = math.prod(r.kernels[level] for r in rules)
+        c_out = ch * 2**level
+        c_in = model.in_channels if level == 0 else ch * 2 ** (level - 1)
+        total += (2 * c_in * c_out * taps + 2 * c_out * c_out * taps) * shrink  # contracting (and bottom)
+        if level < depth:
+            up_in = ch * 2 ** (level + 1)
+            total += (2 * up_in * c_out + 2 * 2 * c_out * c_out * taps + 2 * c_out * c_out * taps) * shrink
+            shrink /= math.prod(r.pools[level] for r in rules)
+    return total + 2 * ch * model.num_classes

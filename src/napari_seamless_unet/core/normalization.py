@@ -65,7 +65,7 @@ class Normalization:
         return self._from_sample(np.asarray(_subsample(image, channel_axis), dtype=np.float64))
 
     def plane_statistics(self, image, axes: str, plane: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel ``(offset, scale)`` of one 2D plane of ``image`` (axes like "TZCYX").
+        """Per-channel ``(offset, scale)`` of one 2D plane (or 3D volume) of ``image`` (axes like "TZCYX").
 
         Every plane of a stack or time-lapse is normalised on its own, as in training, so that a plane is
         segmented the same whether it comes alone or in a stack, and bleaching over time does not matter. Only a
@@ -74,8 +74,9 @@ class Normalization:
         n_channels = image.shape[axes.index("C")] if "C" in axes else 1
         if self.mode == "none":
             return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
-        h, w = image.shape[axes.index("Y")], image.shape[axes.index("X")]
-        step = max(1, int(np.ceil(np.sqrt(h * w / _MAX_SAMPLES))))
+        # the plane's Y and X (and a volume's Z, for a 3D network: then ``plane`` has no Z)
+        spatial = [image.shape[i] for i, a in enumerate(axes) if a != "C" and a not in plane]
+        step = max(1, int(np.ceil((np.prod(spatial, dtype=np.float64) / _MAX_SAMPLES) ** (1 / len(spatial)))))
         index = tuple(plane[a] if a in plane else (slice(None) if a == "C" else slice(None, None, step)) for a in axes)
         sample = image[index]
         if hasattr(sample, "compute"):  # dask

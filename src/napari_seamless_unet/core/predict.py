@@ -39,6 +39,13 @@ def _as_array(image):
 def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     ax.check_image_dtype(image, name)
     axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
+    if model.ndim == 3 and "Z" not in axes:
+        raise UNetInputError(
+            f"the model is a 3D network, but {name} of shape {tuple(image.shape)} with axes {axes!r} has no Z axis; "
+            f"give it a volume (axes with Z, e.g. 'ZYX'), or use a 2D model for single planes."
+        )
+    # Mirroring the plane cannot stand in for missing context in Y and X; a thin z-stack (fewer planes than a
+    # 3D network's z context) is mirrored as often as needed, which is what the 3D U-Net papers do.
     shapes.check_context((image.shape[axes.index("Y")], image.shape[axes.index("X")]), model.depth, name, trained=True)
     return axes
 
@@ -105,13 +112,13 @@ def _output_array(out, model: UNet, image_shape, axes: str, output: str, name: s
 
 
 def _write(out, output: str, axes: str, plane: dict, tile: Tile, values: np.ndarray) -> None:
-    (y0, x0), (y1, x1) = tile.out_start, tile.out_stop
-    index = ax.output_index(axes, plane, slice(y0, y1), slice(x0, x1))
+    where = [slice(a, b) for a, b in zip(tile.out_start, tile.out_stop)]  # (Z,) Y, X
+    index = ax.output_index(axes, plane, *where[-2:], *where[:-2])
+    crop = tuple(slice(0, b - a) for a, b in zip(tile.out_start, tile.out_stop))
     if output == "probabilities":
-        index = (slice(None), *index)
-        out[index] = values[:, : y1 - y0, : x1 - x0]
+        out[(slice(None), *index)] = values[(slice(None), *crop)]
     else:
-        out[index] = values[: y1 - y0, : x1 - x0]
+        out[index] = values[crop]
 
 
 def iter_predict(
@@ -140,10 +147,11 @@ def iter_predict(
     out, _ = _output_array(out, model, image.shape, axes, output, name)
 
     dev = resolve_device(device)
-    plane_shape = (image.shape[axes.index("Y")], image.shape[axes.index("X")])
+    unit = ax.unit_axes(model.ndim)  # what one network input covers: a plane (YX) or a volume (ZYX)
+    plane_shape = tuple(image.shape[axes.index(a)] for a in unit)
     if tile_shape is None:
         tile_shape = choose_tile_shape(model, plane_shape, dev)
-    grid = TileGrid.for_tile_shape(plane_shape, tile_shape, model.depth)
+    grid = TileGrid.for_tile_shape(plane_shape, tile_shape, model.geometry)
     if batch_size is None:
         # On a CPU a batch runs no faster than its tiles one by one (each convolution already uses every core),
         # so it would only multiply memory; on a GPU small tiles need batching to fill the device.
@@ -153,11 +161,11 @@ def iter_predict(
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
     runner = TileRunner(model, dev, precision, grid.tile_shape, tta)  # a copy: the caller's model is never changed
-    planes = list(ax.iter_planes(image.shape, axes))
+    planes = list(ax.iter_planes(image.shape, axes, unit))
     tiles_per_plane = len(grid)  # progress counts tiles of the first grid, whatever an out-of-memory error changes
     total = len(planes) * tiles_per_plane
     done = 0
-    y_axis, x_axis = axes.index("Y"), axes.index("X")
+    unit_positions = [axes.index(a) for a in unit]
 
     warned = []
 
@@ -175,9 +183,9 @@ def iter_predict(
     def load(plane: dict, batch_tiles: list[Tile], tile_grid: TileGrid) -> np.ndarray:
         blocks = []
         for tile in batch_tiles:
-            y_idx, x_idx = tile_grid.input_indices(tile)
+            indices = tile_grid.input_indices(tile)
             prefix = ax.image_index(axes, plane, None, None)
-            block = ax.to_cyx(read_mirrored(image, prefix, y_idx, x_idx, y_axis, x_axis), axes)
+            block = ax.to_cyx(read_mirrored(image, prefix, *indices, *unit_positions), axes, unit)
             if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
                 raise UNetInputError(
                     f"{name} contains NaN or Inf values (plane {plane or 0}); replace them first, e.g. numpy.nan_to_num."

@@ -8,6 +8,7 @@ the size and applies two convolutions. With ``depth`` poolings an input of size 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from .errors import InvalidShapeError
@@ -153,3 +154,188 @@ def check_context(size: Sequence[int], depth: int, what: str = "image", trained:
             f"{what} of YX size {tuple(int(s) for s in size)} is smaller than the network's context of {context} "
             f"pixels on each side; mirroring cannot extrapolate it reliably. {fix}"
         )
+
+
+# -- per-axis arithmetic: anisotropic 3D networks ----------------------------------------------------------------
+class AxisRule:
+    """The shape arithmetic of one spatial axis of a network whose levels may differ per axis.
+
+    ``kernels[level]`` is the convolution size along this axis at each level (``depth + 1`` entries: the levels of
+    the contracting path, then the bottom; the expanding path reuses its level's), 3 or 1 (a convolution that
+    does not look along this axis, for an axis sampled much more coarsely than the others). ``pools[level]`` is
+    the pooling (and up-convolution) factor at each of the ``depth`` levels, 2 or 1. The paper's axis is all 3s
+    and all 2s (:meth:`paper`).
+    """
+
+    def __init__(self, kernels: Sequence[int], pools: Sequence[int]):
+        self.kernels = tuple(int(k) for k in kernels)
+        self.pools = tuple(int(p) for p in pools)
+        if len(self.kernels) != len(self.pools) + 1 or not self.pools:
+            raise InvalidShapeError(f"need depth + 1 kernels and depth pools, got {self.kernels} and {self.pools}")
+        if any(k not in (1, 3) for k in self.kernels) or any(p not in (1, 2) for p in self.pools):
+            raise InvalidShapeError(f"kernels must be 1 or 3 and pools 1 or 2, got {self.kernels}, {self.pools}")
+
+    @classmethod
+    def paper(cls, depth: int) -> AxisRule:
+        _check_depth(depth)
+        return cls((3,) * (depth + 1), (2,) * depth)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AxisRule) and (self.kernels, self.pools) == (other.kernels, other.pools)
+
+    def __hash__(self) -> int:
+        return hash((self.kernels, self.pools))
+
+    def __repr__(self) -> str:
+        return f"AxisRule(kernels={self.kernels}, pools={self.pools})"
+
+    @property
+    def depth(self) -> int:
+        return len(self.pools)
+
+    @property
+    def step(self) -> int:
+        """Valid input sizes are this far apart (the product of the poolings)."""
+        return int(math.prod(self.pools))
+
+    def output_or_reason(self, size: int) -> tuple[int | None, str]:
+        n = int(size)
+        for level, (k, p) in enumerate(zip(self.kernels, self.pools)):
+            n -= 2 * (k - 1)
+            if n <= 0:
+                return None, f"it shrinks to nothing at level {level}"
+            if p == 2 and n % 2:
+                return None, f"level {level} would max-pool an odd size ({n})"
+            n //= p
+        n -= 2 * (self.kernels[-1] - 1)
+        if n <= 0:
+            return None, "it shrinks to nothing at the bottom of the network"
+        for level in reversed(range(self.depth)):
+            n = n * self.pools[level] - 2 * (self.kernels[level] - 1)
+            if n <= 0:
+                return None, "it shrinks to nothing in the expanding path"
+        return n, ""
+
+    @property
+    def min_input_size(self) -> int:
+        size = 1
+        while self.output_or_reason(size)[0] is None:
+            size += 1
+        return size
+
+    @property
+    def halo(self) -> int:
+        """Context consumed on each side along this axis."""
+        size = self.min_input_size
+        return (size - self.output_or_reason(size)[0]) // 2
+
+    def valid_input_size(self, size: int, mode: str = "nearest") -> int:
+        smallest, step = self.min_input_size, self.step
+        if size <= smallest:
+            return smallest
+        below = smallest + ((int(size) - smallest) // step) * step
+        above = below if below == size else below + step
+        if mode == "up":
+            return above
+        if mode == "down":
+            return below
+        if mode == "nearest":
+            return below if size - below < above - size else above
+        raise ValueError(f"mode must be 'nearest', 'up' or 'down', got {mode!r}")
+
+    def output_size(self, size: int, axis: str = "") -> int:
+        out, reason = self.output_or_reason(size)
+        if out is None:
+            below, above = self.valid_input_size(size, "down"), self.valid_input_size(size, "up")
+            near = f"{below} or {above}" if below != above and below < size else f"{above}"
+            where = f" along {axis}" if axis else ""
+            raise InvalidShapeError(
+                f"input size {size}{where} is not valid for this network: {reason}. Valid sizes are "
+                f"{self.min_input_size} + k * {self.step}; the nearest are {near}."
+            )
+        return out
+
+
+def anisotropic_rules(voxel_size: Sequence[float], depth: int) -> tuple[AxisRule, ...]:
+    """Per-axis rules of a network for data of this voxel size, as the 3D U-Net line of work chooses them.
+
+    At each level, with the spacings the data has there: an axis whose spacing is more than twice the finest
+    gets 1-voxel convolutions along it (it carries too little context per voxel to convolve across yet), and an
+    axis is pooled only while its spacing is below twice the finest, so coarse z is pooled later than x and y
+    until the spacings meet (nnU-Net's rule). Isotropic voxels give the paper's rules on every axis.
+    """
+    _check_depth(depth)
+    spacing = [float(s) for s in voxel_size]
+    if any(not s > 0 for s in spacing):
+        raise InvalidShapeError(f"voxel sizes must be positive, got {tuple(voxel_size)}")
+    kernels: list[list[int]] = [[] for _ in spacing]
+    pools: list[list[int]] = [[] for _ in spacing]
+    for level in range(depth + 1):
+        finest = min(spacing)
+        for a, s in enumerate(spacing):
+            # a small tolerance: (2.0000001, 1, 1) is the same as (2, 1, 1) read from a file's metadata
+            kernels[a].append(3 if s <= 2 * finest * (1 + 1e-6) else 1)
+            if level < depth:
+                pool = 2 if s < 2 * finest * (1 - 1e-6) else 1
+                pools[a].append(pool)
+                spacing[a] = s * pool
+    return tuple(AxisRule(k, p) for k, p in zip(kernels, pools))
+
+
+class Geometry:
+    """The shape arithmetic of a network over all its spatial axes (one :class:`AxisRule` per axis)."""
+
+    def __init__(self, rules: Sequence[AxisRule], axes: str | None = None):
+        self.rules = tuple(rules)
+        self.axes = axes or "ZYX"[-len(self.rules) :]
+
+    @classmethod
+    def paper(cls, depth: int, ndim: int = 2) -> Geometry:
+        return cls((AxisRule.paper(depth),) * ndim)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.rules)
+
+    @property
+    def halo(self) -> tuple[int, ...]:
+        return tuple(r.halo for r in self.rules)
+
+    @property
+    def step(self) -> tuple[int, ...]:
+        return tuple(r.step for r in self.rules)
+
+    @property
+    def min_input_shape(self) -> tuple[int, ...]:
+        return tuple(r.min_input_size for r in self.rules)
+
+    def output_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        self._check_ndim(shape)
+        return tuple(r.output_size(s, a) for r, s, a in zip(self.rules, shape, self.axes))
+
+    def valid_input_shape(self, shape: Sequence[int], mode: str = "nearest") -> tuple[int, ...]:
+        self._check_ndim(shape)
+        return tuple(r.valid_input_size(s, mode) for r, s in zip(self.rules, shape))
+
+    def input_shape_for_output(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The smallest valid input shape whose output covers ``shape``."""
+        self._check_ndim(shape)
+        return tuple(r.valid_input_size(int(s) + 2 * r.halo, "up") for r, s in zip(self.rules, shape))
+
+    def check_input_shape(self, shape: Sequence[int], what: str = "tile") -> tuple[int, ...]:
+        try:
+            return self.output_shape(shape)
+        except InvalidShapeError as err:
+            raise InvalidShapeError(
+                f"{what} shape {tuple(int(s) for s in shape)} is invalid: {err} "
+                f"Nearest valid {what} shape: {self.valid_input_shape(shape)}."
+            ) from None
+
+    def _check_ndim(self, shape: Sequence[int]) -> None:
+        if len(shape) != self.ndim:
+            raise InvalidShapeError(
+                f"expected a {self.ndim}D shape ({', '.join(self.axes)}), got {tuple(int(s) for s in shape)}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Geometry({self.rules!r})"

@@ -8,6 +8,7 @@ writes (its *stride*); every output pixel is written by exactly one tile, withou
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,83 +33,101 @@ def reflect_indices(start: int, stop: int, size: int) -> np.ndarray:
 class Tile:
     """One tile: the output region it writes (inside the image) and where its input starts (may be outside)."""
 
-    out_start: tuple[int, int]
-    out_stop: tuple[int, int]
-    in_start: tuple[int, int]
+    out_start: tuple[int, ...]
+    out_stop: tuple[int, ...]
+    in_start: tuple[int, ...]
 
     @property
-    def out_slices(self) -> tuple[slice, slice]:
+    def out_slices(self) -> tuple[slice, ...]:
         return tuple(slice(a, b) for a, b in zip(self.out_start, self.out_stop))
+
+
+def _geometry(depth_or_geometry, ndim: int) -> shapes.Geometry:
+    if isinstance(depth_or_geometry, shapes.Geometry):
+        if depth_or_geometry.ndim != ndim:
+            raise InvalidShapeError(f"a {depth_or_geometry.ndim}D network cannot tile a {ndim}D image")
+        return depth_or_geometry
+    return shapes.Geometry.paper(int(depth_or_geometry), ndim)
 
 
 @dataclass(frozen=True)
 class TileGrid:
-    """All tiles of one 2D plane.
+    """All tiles of one 2D plane (YX) or 3D volume (ZYX).
 
     Attributes
     ----------
-    image_shape : (int, int)
-        Spatial shape of the plane.
-    tile_shape : (int, int)
-        Input tile shape fed to the network (valid for its depth).
-    output_tile_shape : (int, int)
+    image_shape : tuple of int
+        Spatial shape of the plane or volume.
+    tile_shape : tuple of int
+        Input tile shape fed to the network (valid for it).
+    output_tile_shape : tuple of int
         What the network returns for one tile.
-    stride : (int, int)
-        Output pixels written per tile (a multiple of ``2**depth``), the spacing between tiles.
-    halo : int
-        Context on each side.
+    stride : tuple of int
+        Output pixels written per tile along each axis (a multiple of that axis's pooling step), the spacing
+        between tiles.
+    halo : int or tuple of int
+        Context on each side: an int for the paper's 2D network (the same on both axes), else one per axis.
     """
 
-    image_shape: tuple[int, int]
-    tile_shape: tuple[int, int]
-    output_tile_shape: tuple[int, int]
-    stride: tuple[int, int]
-    halo: int
+    image_shape: tuple[int, ...]
+    tile_shape: tuple[int, ...]
+    output_tile_shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    halo: int | tuple[int, ...]
 
     @classmethod
-    def for_tile_shape(cls, image_shape: Sequence[int], tile_shape: Sequence[int], depth: int) -> TileGrid:
-        """Lay out tiles of a given (valid) input shape over a plane."""
+    def for_tile_shape(cls, image_shape: Sequence[int], tile_shape: Sequence[int], depth) -> TileGrid:
+        """Lay out tiles of a given (valid) input shape; ``depth`` is the network's depth or its
+        :class:`~napari_seamless_unet.core.shapes.Geometry` (``model.geometry``)."""
         tile_shape = tuple(int(t) for t in tile_shape)
-        if len(tile_shape) != 2:
-            raise InvalidShapeError(f"tile_shape must have two entries (Y, X), got {tile_shape}")
-        out = shapes.check_input_shape(tile_shape, depth, what="tile")
-        step = 2**depth
-        stride = tuple((o // step) * step for o in out)
-        if min(stride) < step:
+        if len(tile_shape) != len(image_shape):
+            names = "ZYX"[-len(image_shape) :]
             raise InvalidShapeError(
-                f"tile shape {tile_shape} is too small; use at least {shapes.min_input_size(depth) + step}"
+                f"tile_shape must have {len(image_shape)} entries ({', '.join(names)}), got {tile_shape}"
             )
-        return cls(tuple(int(s) for s in image_shape), tile_shape, out, stride, shapes.halo(depth))
+        geometry = _geometry(depth, len(tile_shape))
+        out = geometry.check_input_shape(tile_shape, what="tile")
+        stride = tuple((o // step) * step for o, step in zip(out, geometry.step))
+        if any(s < step for s, step in zip(stride, geometry.step)):
+            smallest = tuple(m + step for m, step in zip(geometry.min_input_shape, geometry.step))
+            raise InvalidShapeError(f"tile shape {tile_shape} is too small; use at least {smallest}")
+        return cls(tuple(int(s) for s in image_shape), tile_shape, out, stride, cls._halo(geometry))
 
     @classmethod
-    def for_stride(cls, image_shape: Sequence[int], stride: Sequence[int], depth: int) -> TileGrid:
-        """Lay out tiles that write ``stride`` output pixels each (multiples of ``2**depth``)."""
-        step = 2**depth
-        if any(s % step or s <= 0 for s in stride):
-            raise InvalidShapeError(f"tile stride {tuple(stride)} must be positive multiples of {step}")
-        out = tuple(s + 4 for s in stride)
-        tile = tuple(o + 2 * shapes.halo(depth) for o in out)
-        shapes.check_input_shape(tile, depth)
-        return cls(tuple(int(s) for s in image_shape), tile, out, tuple(int(s) for s in stride), shapes.halo(depth))
+    def for_stride(cls, image_shape: Sequence[int], stride: Sequence[int], depth) -> TileGrid:
+        """Lay out tiles that write ``stride`` output pixels each (multiples of each axis's pooling step)."""
+        geometry = _geometry(depth, len(stride))
+        if any(s % step or s <= 0 for s, step in zip(stride, geometry.step)):
+            raise InvalidShapeError(f"tile stride {tuple(stride)} must be positive multiples of {geometry.step}")
+        tile = geometry.input_shape_for_output(stride)
+        out = geometry.check_input_shape(tile)
+        return cls(tuple(int(s) for s in image_shape), tile, out, tuple(int(s) for s in stride), cls._halo(geometry))
+
+    @staticmethod
+    def _halo(geometry: shapes.Geometry) -> int | tuple[int, ...]:
+        halo = geometry.halo
+        return halo[0] if geometry.ndim == 2 and halo[0] == halo[1] else halo
 
     @property
-    def counts(self) -> tuple[int, int]:
+    def halos(self) -> tuple[int, ...]:
+        """The halo on each axis."""
+        return self.halo if isinstance(self.halo, tuple) else (self.halo,) * len(self.image_shape)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
         return tuple(math.ceil(n / s) for n, s in zip(self.image_shape, self.stride))
 
     def __len__(self) -> int:
-        ny, nx = self.counts
-        return ny * nx
+        return math.prod(self.counts)
 
     def __iter__(self) -> Iterator[Tile]:
-        ny, nx = self.counts
-        (sy, sx), (h, w) = self.stride, self.image_shape
-        for iy in range(ny):
-            for ix in range(nx):
-                y0, x0 = iy * sy, ix * sx
-                yield Tile((y0, x0), (min(y0 + sy, h), min(x0 + sx, w)), (y0 - self.halo, x0 - self.halo))
+        for index in itertools.product(*(range(n) for n in self.counts)):
+            start = tuple(i * s for i, s in zip(index, self.stride))
+            stop = tuple(min(a + s, n) for a, s, n in zip(start, self.stride, self.image_shape))
+            yield Tile(start, stop, tuple(a - h for a, h in zip(start, self.halos)))
 
-    def input_indices(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-        """Mirrored source indices (Y, X) of the tile's input."""
+    def input_indices(self, tile: Tile) -> tuple[np.ndarray, ...]:
+        """Mirrored source indices of the tile's input, one array per axis."""
         return tuple(
             reflect_indices(start, start + t, n)
             for start, t, n in zip(tile.in_start, self.tile_shape, self.image_shape)
@@ -117,26 +136,30 @@ class TileGrid:
     @property
     def executed_output_pixels(self) -> int:
         """Output pixels the network computes for this plane (including those outside the image)."""
-        return len(self) * self.output_tile_shape[0] * self.output_tile_shape[1]
+        return len(self) * math.prod(self.output_tile_shape)
 
 
-def read_mirrored(array, index_prefix, y_idx: np.ndarray, x_idx: np.ndarray, y_axis: int, x_axis: int) -> np.ndarray:
-    """Read ``array`` at mirrored Y/X indices, touching only the bounding box (lazy for dask and zarr)."""
-    y0, y1 = int(y_idx.min()), int(y_idx.max()) + 1
-    x0, x1 = int(x_idx.min()), int(x_idx.max()) + 1
+def read_mirrored(array, index_prefix, *indices_and_axes) -> np.ndarray:
+    """Read ``array`` at mirrored indices along some axes, touching only their bounding box (lazy for dask and
+    zarr).
+
+    Called as ``read_mirrored(array, prefix, y_idx, x_idx, y_axis, x_axis)`` (2D) or with the index arrays of
+    all spatial axes followed by their axis numbers, e.g. ``(z_idx, y_idx, x_idx, z_axis, y_axis, x_axis)``.
+    """
+    n = len(indices_and_axes) // 2
+    idx_list, axis_list = indices_and_axes[:n], [int(a) for a in indices_and_axes[n:]]
     index = list(index_prefix)
-    index[y_axis], index[x_axis] = slice(y0, y1), slice(x0, x1)
+    for idx, axis in zip(idx_list, axis_list):
+        index[axis] = slice(int(idx.min()), int(idx.max()) + 1)
     block = array[tuple(index)]
     if hasattr(block, "compute"):
         block = block.compute()
     block = np.asarray(block)
-    # Axes removed by integer indexing shift the positions of Y and X in the block.
-    removed_before = lambda axis: sum(isinstance(i, (int, np.integer)) for i in index_prefix[:axis])  # noqa: E731
-    by, bx = y_axis - removed_before(y_axis), x_axis - removed_before(x_axis)
-    contiguous_y = y_idx[0] == y0 and np.all(np.diff(y_idx) == 1)
-    contiguous_x = x_idx[0] == x0 and np.all(np.diff(x_idx) == 1)
-    if not contiguous_y:
-        block = np.take(block, y_idx - y0, axis=by)
-    if not contiguous_x:
-        block = np.take(block, x_idx - x0, axis=bx)
+    # Axes removed by integer indexing shift the positions of the spatial axes in the block.
+    for idx, axis in zip(idx_list, axis_list):
+        start = int(idx.min())
+        if idx[0] == start and np.all(np.diff(idx) == 1):
+            continue
+        in_block = axis - sum(isinstance(i, (int, np.integer)) for i in index_prefix[:axis])
+        block = np.take(block, idx - start, axis=in_block)
     return block
