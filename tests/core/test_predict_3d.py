@@ -111,7 +111,7 @@ def test_3d_model_predicts_every_volume_of_a_time_lapse_and_channels():
 
 def test_3d_model_refuses_an_image_without_z():
     model = UNet(base_channels=2, depth=1, ndim=3)
-    with pytest.raises(UNetInputError, match="3D network.*no Z axis"):
+    with pytest.raises(UNetInputError, match=r"3D network.*no Z axis"):
         predict(model, np.zeros((30, 30), np.float32))
 
 
