@@ -159,7 +159,15 @@ class TrainConfig:
         Batch normalisation after each convolution (not in the paper). None: chosen with the network for the
         device (off for the paper preset).
     tile_size : int, optional
-        Side of the training input tile (a valid size for ``depth``); None picks one for the device.
+        Side of the training input tile (a valid size for ``depth``; in 3D its Y and X side); None picks one for
+        the device.
+    ndim : {2, 3}
+        2: a 2D network trained on every plane (the paper). 3: a 3D network trained on 3D tiles of volumes
+        (the images need a Z axis); its tiles span about the same physical extent along z as along y and x.
+    voxel_size : sequence of float, optional
+        Pixel size (Y, X) or voxel size (Z, Y, X) of the training images, recorded with the model. In 3D it
+        shapes the network for anisotropic volumes (``UNet(voxel_size=...)``), the distances of the weight map
+        and the elastic deformation. None: isotropic.
     batch_size : int, optional
         Tiles per step; None: 1 on CPU and MPS, what fits the memory on CUDA.
     steps : int, optional
@@ -236,6 +244,8 @@ class TrainConfig:
     dropout: float | None = None
     batch_norm: bool | None = None
     tile_size: int | None = None
+    ndim: int = 2
+    voxel_size: tuple[float, ...] | None = None
     batch_size: int | None = None
     steps: int | None = None
     time_budget: float | None = None
@@ -261,6 +271,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.augmentation = _as_augmentation(self.augmentation)
+        if self.voxel_size is not None and not isinstance(self.voxel_size, str):
+            self.voxel_size = tuple(float(v) for v in self.voxel_size)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (``augmentation`` nested) that :meth:`from_dict` turns back into this config."""
@@ -318,6 +330,13 @@ def check_config(config: TrainConfig) -> None:
         bad(f"instance_classes must be 2 (foreground) or 3 (interior and border), got {config.instance_classes!r}.")
     if config.instance_classes != 2 and config.task != "instances":
         bad(f"instance_classes applies to task='instances' only, got task={config.task!r}.")
+    if config.ndim not in (2, 3) or isinstance(config.ndim, bool):
+        bad(f"ndim must be 2 (planes) or 3 (volumes), got {config.ndim!r}.")
+    if config.voxel_size is not None:
+        size = config.voxel_size
+        if isinstance(size, str) or len(size) != config.ndim or not all(v > 0 and math.isfinite(v) for v in size):
+            axes = "Z, Y, X" if config.ndim == 3 else "Y, X"
+            bad(f"voxel_size must be {config.ndim} positive numbers ({axes}) for ndim={config.ndim}, got {size!r}.")
     if config.tile_size is not None and config.depth is not None:
         shapes.check_input_shape((int(config.tile_size),) * 2, int(config.depth), what="training tile")
     Normalization.from_any(config.normalization)
