@@ -11,9 +11,9 @@ from napari_seamless_unet.core.augment import Augmentation
 from napari_seamless_unet.core.augment3d import (
     VolumeStore,
     _cubic_weights,
+    _sampling_offsets,
     elastic_field_3d,
     sample_batch_3d,
-    source_margins,
 )
 from napari_seamless_unet.core.tiling import reflect_indices
 
@@ -183,27 +183,20 @@ def test_cubic_weights_match_torch_bicubic():
     assert torch.allclose(_cubic_weights(u, n) @ values, expected, atol=1e-6)
 
 
-def test_margins_cover_rotation_deformation_and_anisotropy():
-    aug = Augmentation(elastic_std=10)
-    mz, my, mx = source_margins(aug, (9, 100, 100), (4.0, 1.0, 1.0))
-    assert mx >= 50 * 2**0.5 + 40 and my == mx
-    assert 4 + 10 <= mz < 4 + 10 + 4  # z is neither rotated nor deformed by more than 40 / 4 voxels
-    assert source_margins(NO_AUGMENTATION, (9, 100, 80)) == (6, 52, 42)
-
-
 @pytest.mark.parametrize("spacing", [(3.0, 1.0, 1.0), (2.0, 1.0, 0.5)])
-def test_samples_stay_inside_the_source_margins(spacing, monkeypatch):
-    """Every sampling position lies inside the crop, so ``reflection`` padding of grid_sample never acts."""
-    import napari_seamless_unet.core.augment3d as module
-
-    seen = []
-    original = F.grid_sample
-
-    def spy(inp, grid, **kwargs):
-        seen.append(grid.abs().max().item())
-        return original(inp, grid, **kwargs)
-
-    monkeypatch.setattr(module.F, "grid_sample", spy)
-    store, _ = _store()
-    sample_batch_3d(store, (6, 20, 20), 8, Augmentation(), torch.Generator().manual_seed(7), spacing)
-    assert seen and max(seen) <= 1.0
+def test_reads_stay_within_the_rotated_tile_and_the_clamped_deformation(spacing):
+    """A sample reads within its in-plane half diagonal (physical) plus 4 std of deformation, z within its half
+    depth plus 4 std / ratio: no rotation reaches along z, and a coarse z is deformed by fewer voxels."""
+    aug = Augmentation(elastic_std=10)
+    tile = (9, 30, 20)
+    offsets = _sampling_offsets(64, tile, aug, torch.Generator().manual_seed(7), spacing, torch.device("cpu"))
+    assert offsets.shape == (64, *tile, 3)
+    rz, ry = spacing[0] / spacing[2], spacing[1] / spacing[2]
+    diagonal = np.hypot(ry * 29 / 2, 19 / 2)  # in x pixels
+    reach = offsets.abs().amax(dim=(0, 1, 2, 3)).tolist()  # (x, y, z)
+    assert reach[0] <= diagonal + 40 + 1e-3
+    assert reach[1] <= diagonal / ry + 40 / ry + 1e-3
+    assert reach[2] <= 4 + 40 / rz + 1e-3
+    assert reach[2] > 4 + 0.2 * 10 / rz  # deformed along z, but by voxels of z
+    still = _sampling_offsets(2, tile, NO_AUGMENTATION, torch.Generator(), spacing, torch.device("cpu"))
+    assert still.abs().amax(dim=(0, 1, 2, 3)).tolist() == [9.5, 14.5, 4.0]

@@ -2,7 +2,8 @@
 
 The 3D counterpart of :mod:`.augment`: every sample is one sampling grid combining a random position, flips
 along z, y and x, rotations in the YX plane only, and a smooth elastic deformation, applied to image and weight
-map (trilinear) and to the annotation mask and labels (nearest) with one ``grid_sample`` call each.
+map (trilinear) and to the annotation mask and labels (nearest) with one ``grid_sample`` call each per volume
+drawn. Volumes are read with mirrored borders, like prediction does.
 
 Volumes are often sampled more coarsely along z than in-plane (2-4x). Rotations therefore never mix z with y or
 x, and the elastic deformation is defined in physical units, measured in in-plane (x) pixels: its control points
@@ -20,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from .augment import PAPER_TILE, Augmentation, _grey_values
-from .tiling import reflect_indices
 
 #: torch's bicubic kernel parameter, so the 3D deformation is as smooth as the 2D one
 _CUBIC_A = -0.75
@@ -63,40 +63,6 @@ def _voxel_ratios(spacing: tuple[float, float, float]) -> tuple[float, float, fl
     if min(sz, sy, sx) <= 0:
         raise ValueError(f"voxel spacing must be positive, got {spacing}")
     return sz / sx, sy / sx, 1.0
-
-
-def source_margins(
-    aug: Augmentation, tile: tuple[int, int, int], spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-) -> tuple[int, int, int]:
-    """Half sides ``(z, y, x)`` in voxels of the source region one ``tile`` sample can reach.
-
-    Parameters
-    ----------
-    aug : Augmentation
-        Rotation and elastic parameters.
-    tile : (int, int, int)
-        Sample size ``(depth, height, width)``.
-    spacing : (float, float, float)
-        Voxel size along z, y, x (any unit).
-
-    Returns
-    -------
-    (int, int, int)
-        Margins along z, y and x.
-    """
-    ratios = _voxel_ratios(spacing)
-    td, th, tw = tile
-    # In-plane half extents in physical units: a rotation in YX may bring either one onto either axis.
-    hy, hx = ratios[1] * (th - 1) / 2.0, (tw - 1) / 2.0
-    if aug.rotation > 0:
-        reach = (math.hypot(hy, hx),) * 2
-    elif aug.rotate90:
-        reach = (max(hy, hx),) * 2
-    else:
-        reach = (hy, hx)
-    half = ((td - 1) / 2.0, reach[0] / ratios[1], reach[1])
-    std = max(0.0, aug.elastic_std)
-    return tuple(math.ceil(h + 4.0 * std / r + 2.0) for h, r in zip(half, ratios, strict=True))
 
 
 def _cubic_weights(u: torch.Tensor, n: int) -> torch.Tensor:
@@ -168,16 +134,55 @@ def elastic_field_3d(
     std = torch.tensor(stds[::-1], dtype=torch.float32)  # components (x, y, z)
     coarse = torch.randn(batch_size, 3, *counts, generator=generator) * std[None, :, None, None, None]
     field = torch.einsum("bcijk,bzi,byj,bxk->bczyx", coarse, *matrices)
-    # Cubic interpolation can overshoot a little; the clamp keeps every sample inside the source margins.
+    # Cubic interpolation can overshoot a little; the clamp bounds how far from its position a sample reads.
     limit = (4.0 * std)[None, :, None, None, None]
     return torch.maximum(torch.minimum(field, limit), -limit)
 
 
-def _crop_mirrored_3d(volume: torch.Tensor, centre: tuple[int, int, int], margins: tuple[int, int, int]):
-    for axis, (c, m, size) in enumerate(zip(centre, margins, volume.shape[1:], strict=True), start=1):
-        index = torch.from_numpy(reflect_indices(c - m, c + m + 1, size)).to(volume.device)
-        volume = volume.index_select(axis, index)
-    return volume
+def _sampling_offsets(
+    batch_size: int,
+    tile: tuple[int, int, int],
+    aug: Augmentation,
+    generator: torch.Generator,
+    spacing: tuple[float, float, float],
+    device: torch.device,
+) -> torch.Tensor:
+    """Where each voxel of each sample is read, ``(B, D, H, W, 3)`` as (x, y, z) voxels from the sample's position.
+
+    Flips, a rotation about z made in physical space (voxel offsets to physical, rotated, back to voxels) and
+    the elastic field; the field's clamp bounds how far a sample reads, as in 2D.
+    """
+    g = generator
+    td, th, tw = tile
+    ratio_y = _voxel_ratios(spacing)[1]
+    angle = torch.zeros(batch_size, dtype=torch.float64)
+    if aug.rotate90:
+        angle += torch.randint(0, 4, (batch_size,), generator=g).double() * (math.pi / 2)
+    if aug.rotation > 0:
+        angle += (torch.rand(batch_size, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
+    flips = torch.ones(batch_size, 3, dtype=torch.float64)
+    if aug.flip:
+        flips = torch.where(torch.rand(batch_size, 3, generator=g) < 0.5, -1.0, 1.0).double()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    matrix = torch.stack(  # (B, 3, 3) on (x, y, z)
+        [
+            torch.stack([cos, -sin * ratio_y, zero], -1),
+            torch.stack([sin / ratio_y, cos, zero], -1),
+            torch.stack([zero, zero, one], -1),
+        ],
+        -2,
+    )
+    matrix = matrix * flips[:, None, :]
+
+    axes = [torch.arange(t, dtype=torch.float32) - (t - 1) / 2.0 for t in (td, th, tw)]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    base = torch.stack([xx, yy, zz], -1).to(device)  # (D, H, W, 3) as (x, y, z)
+    offsets = torch.einsum("bij,zyxj->bzyxi", matrix.float().to(device), base)
+    if aug.elastic_std > 0:
+        field = elastic_field_3d(batch_size, (td, th, tw), aug, g, spacing).to(device)
+        offsets = offsets + field.permute(0, 2, 3, 4, 1)
+    return offsets
 
 
 def sample_batch_3d(
@@ -213,55 +218,31 @@ def sample_batch_3d(
     """
     aug, g = augmentation, generator
     dev, c = store.device, store.channels
-    td, th, tw = (int(t) for t in tile)
-    margins = source_margins(aug, (td, th, tw), spacing)
-    ratio_y = _voxel_ratios(spacing)[1]
+    tile = tuple(int(t) for t in tile)
 
     index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
-    patches, frac = [], []
+    positions = []  # anywhere in the volume, with a sub-voxel fraction, as (x, y, z)
     for i in index:
+        size = torch.tensor(store.tensors[i].shape[:0:-1], dtype=torch.float64)
+        positions.append(torch.rand(3, generator=g, dtype=torch.float64)[[2, 1, 0]] * size)
+    grid = _sampling_offsets(batch_size, tile, aug, g, spacing, dev)
+    grid = grid + torch.stack(positions).float().to(dev)[:, None, None, None, :]
+
+    # The volumes are sampled whole, not cropped first as in 2D: a 3D crop wide enough for any rotation costs more
+    # than the sampling itself. ``reflection`` with ``align_corners`` reads beyond a border mirrored, like
+    # ``reflect_indices``, at any distance. Samples of one volume share one call per mode (an expanded view).
+    smooth = torch.empty((batch_size, c + 1, *tile), device=dev)
+    exact = torch.empty((batch_size, 2, *tile), device=dev)
+    for i in sorted(set(index)):
         volume = store.tensors[i]
-        size = torch.tensor(volume.shape[-3:], dtype=torch.float64)
-        pos = torch.rand(3, generator=g, dtype=torch.float64) * size
-        centre = tuple(int(p) for p in pos.floor())
-        frac.append([float(pos[k]) - centre[k] for k in (2, 1, 0)])  # (x, y, z), as the grid is ordered
-        patches.append(_crop_mirrored_3d(volume, centre, margins))
-    patch = torch.stack(patches)  # (B, C + 2, 2 mz + 1, 2 my + 1, 2 mx + 1)
-
-    # In-plane rotation made in physical space: voxel offsets -> physical, rotated, back to voxels.
-    angle = torch.zeros(batch_size, dtype=torch.float64)
-    if aug.rotate90:
-        angle += torch.randint(0, 4, (batch_size,), generator=g).double() * (math.pi / 2)
-    if aug.rotation > 0:
-        angle += (torch.rand(batch_size, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
-    flips = torch.ones(batch_size, 3, dtype=torch.float64)
-    if aug.flip:
-        flips = torch.where(torch.rand(batch_size, 3, generator=g) < 0.5, -1.0, 1.0).double()
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
-    matrix = torch.stack(  # (B, 3, 3) on (x, y, z)
-        [
-            torch.stack([cos, -sin * ratio_y, zero], -1),
-            torch.stack([sin / ratio_y, cos, zero], -1),
-            torch.stack([zero, zero, one], -1),
-        ],
-        -2,
-    )
-    matrix = matrix * flips[:, None, :]
-
-    axes = [torch.arange(t, dtype=torch.float32) - (t - 1) / 2.0 for t in (td, th, tw)]
-    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
-    base = torch.stack([xx, yy, zz], -1).to(dev)  # (D, H, W, 3) as (x, y, z)
-    grid = torch.einsum("bij,zyxj->bzyxi", matrix.float().to(dev), base)
-    grid = grid + torch.tensor(frac, dtype=torch.float32, device=dev)[:, None, None, None, :]
-    if aug.elastic_std > 0:
-        field = elastic_field_3d(batch_size, (td, th, tw), aug, g, spacing).to(dev)
-        grid = grid + field.permute(0, 2, 3, 4, 1)
-    # Patch voxel p maps to (p - m) / m with align_corners=True, per axis.
-    grid = grid / torch.tensor(margins[::-1], dtype=torch.float32, device=dev)
-
-    smooth = F.grid_sample(patch[:, : c + 1], grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-    exact = F.grid_sample(patch[:, c:], grid, mode="nearest", padding_mode="reflection", align_corners=True)
+        rows = torch.tensor([b for b, j in enumerate(index) if j == i], device=dev)
+        size = torch.tensor(volume.shape[:0:-1], dtype=torch.float32, device=dev)
+        # Voxel p maps to 2 p / (size - 1) - 1 with align_corners=True; an axis of one voxel reads that voxel.
+        normalised = grid[rows] * (2.0 / (size - 1).clamp_min(1.0)) - 1.0
+        whole = volume[None].expand(len(rows), -1, -1, -1, -1)
+        kw = {"padding_mode": "reflection", "align_corners": True}
+        smooth[rows] = F.grid_sample(whole[:, : c + 1], normalised, mode="bilinear", **kw)
+        exact[rows] = F.grid_sample(whole[:, c:], normalised, mode="nearest", **kw)
     image = smooth[:, :c]
     # A voxel whose label is read from an unannotated voxel must not count, whatever the interpolated weight.
     weight = smooth[:, c] * (exact[:, 0] > 0)
