@@ -190,18 +190,21 @@ def elastic_field(batch_size: int, tile: int, aug: Augmentation, generator: torc
 
 
 def _grey_values(image: torch.Tensor, aug: Augmentation, g: torch.Generator) -> torch.Tensor:
+    """Per-sample gamma, contrast and brightness of a ``(B, C, ...)`` batch, 2D or 3D alike."""
     b = image.shape[0]
     dev = image.device
+    dims = tuple(range(1, image.dim()))
+    one_per_sample = (b,) + (1,) * len(dims)
 
     def uniform(spread: float) -> torch.Tensor:
-        return ((torch.rand(b, generator=g) * 2 - 1) * spread).to(dev)[:, None, None, None]
+        return ((torch.rand(b, generator=g) * 2 - 1) * spread).to(dev).view(one_per_sample)
 
     if aug.gamma > 0:
-        lo = image.amin(dim=(1, 2, 3), keepdim=True)
-        span = (image.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp_min(1e-6)
+        lo = image.amin(dim=dims, keepdim=True)
+        span = (image.amax(dim=dims, keepdim=True) - lo).clamp_min(1e-6)
         image = lo + span * ((image - lo) / span).clamp(0, 1) ** (1.0 + uniform(aug.gamma))
     if aug.contrast > 0:
-        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        mean = image.mean(dim=dims, keepdim=True)
         image = (image - mean) * (1.0 + uniform(aug.contrast)) + mean
     if aug.brightness > 0:
         image = image + uniform(aug.brightness)
