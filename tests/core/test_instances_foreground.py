@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from napari_seamless_unet import UNetInputError, instances_from_probabilities
 from napari_seamless_unet.core import instances
-from napari_seamless_unet.core.instances import instances_from_foreground
+from napari_seamless_unet.core.foreground import instances_from_foreground
 
 
 def smooth_foreground(shape=(3, 70, 60), seed=0) -> np.ndarray:

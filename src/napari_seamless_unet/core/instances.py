@@ -82,6 +82,10 @@ class StackLabeller:
     objects are then their interiors, without the border).
 
     ``num_classes`` is the model's: 2 (:meth:`add` takes foreground probabilities) or 3 (interior and border).
+    ``ndim=3`` (a 3D model): the unit labelled at once is a whole ZYX volume, objects connect across z, and
+    "planes" are the volumes of a time-lapse (linked along T with ``link_planes``). Distances of the
+    post-processing stay in voxels there, as the training target's gap and border (one voxel across every face).
+    Volumes are labelled in memory, whatever their size.
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class StackLabeller:
         restore_borders: bool = True,
         link_planes: bool = False,
         num_classes: int = 2,
+        ndim: int = 2,
     ):
         check_instance_options(threshold, min_size, method)
+        self.ndim, self.unit = int(ndim), ax.unit_axes(ndim)
         check_instance_classes(num_classes)
         self.num_classes = int(num_classes)
         self.out, self.axes = out, axes
@@ -110,8 +116,9 @@ class StackLabeller:
             "restore_borders": bool(restore_borders),
         }
         self.y_axis, self.x_axis = axes.index("Y"), axes.index("X")
-        self.plane_shape = (int(out.shape[self.y_axis]), int(out.shape[self.x_axis]))
-        self.blockwise = self.plane_shape[0] * self.plane_shape[1] > BLOCKWISE_PIXELS
+        self.unit_positions = [axes.index(a) for a in self.unit]
+        self.plane_shape = tuple(int(out.shape[i]) for i in self.unit_positions)  # (Y, X), or (Z, Y, X)
+        self.blockwise = self.ndim == 2 and self.plane_shape[0] * self.plane_shape[1] > BLOCKWISE_PIXELS
         self.count = 0  # the largest id given so far
         self._previous: tuple[dict, np.ndarray] | None = None
         if self.blockwise:
@@ -138,7 +145,7 @@ class StackLabeller:
         """Label one in-memory plane and write it to ``out``: ``probability`` is the foreground probability
         ``(H, W)`` of a two-class model, or the interior and border probabilities ``(2, H, W)`` of a three-class
         one (:func:`~napari_seamless_unet.core.postprocess.label_plane`)."""
-        labels = label_plane(probability, **self.options)
+        labels = label_plane(probability, **self.options, ndim=self.ndim)
         n = int(labels.max(initial=0))
         lut = np.zeros(n + 1, dtype=np.int64)
         lut[1:] = np.arange(self.count + 1, self.count + n + 1)
@@ -195,18 +202,18 @@ class ForegroundSink:
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
         spatial = index[1:]
         lab = self.labeller
-        y, x = spatial[lab.y_axis], spatial[lab.x_axis]
-        plane = {a: spatial[i] for i, a in enumerate(lab.axes) if a not in "YX"}
-        if y.start == 0 and x.start == 0:  # the first tile of a plane, or of a retry after running out of memory
+        where = tuple(spatial[i] for i in lab.unit_positions)  # (Y, X) or (Z, Y, X) slices of the tile
+        plane = {a: spatial[i] for i, a in enumerate(lab.axes) if a not in lab.unit}
+        if all(s.start == 0 for s in where):  # the first tile of a plane, or of a retry after running out of memory
             self._written = 0
         if self._buffer is None:
             probability = np.asarray(values[1], dtype=np.float32)  # the foreground, or the interior
-            lab.add_block(plane, y, x, probability)
+            lab.add_block(plane, *where, probability)
         else:
             probability = np.asarray(values[self._objects], dtype=np.float32)
-            self._buffer[..., y, x] = probability
-        self._written += probability.shape[-2] * probability.shape[-1]
-        if self._written == lab.plane_shape[0] * lab.plane_shape[1]:
+            self._buffer[(Ellipsis, *where)] = probability
+        self._written += int(np.prod(probability.shape[-lab.ndim :]))
+        if self._written == int(np.prod(lab.plane_shape)):
             if self._buffer is None:
                 lab.finish_blockwise(plane)
             else:
@@ -255,8 +262,9 @@ def instances_from_probabilities(
     restore_borders: bool = True,
     link_planes: bool = False,
     out=None,
+    ndim: int = 2,
 ) -> np.ndarray:
-    """Instance labels from an instance model's class probabilities, plane by plane.
+    """Instance labels from an instance model's class probabilities, plane by plane (volume by volume).
 
     Parameters
     ----------
@@ -295,6 +303,9 @@ def instances_from_probabilities(
         plane's objects get new ids.
     out : array-like, optional
         Where to write the labels (e.g. a zarr array): shape ``spatial``, an integer dtype of 32 bits or more.
+    ndim : {2, 3}
+        The model's: 2 labels every YX plane on its own; 3 (a 3D model's probabilities) labels every ZYX
+        volume at once, objects connected across z (see :class:`StackLabeller`).
 
     Returns
     -------
@@ -335,9 +346,12 @@ def instances_from_probabilities(
         restore_borders=restore_borders,
         link_planes=link_planes,
         num_classes=probabilities.shape[axes.index("C")],
+        ndim=ndim,
     )
+    if ndim == 3 and "Z" not in axes:
+        raise UNetInputError(f"probabilities with axes {axes!r} have no Z axis; a 3D model's (ndim=3) need one.")
     c_axis = axes.index("C")
-    kept = [a for a in axes if a in "CYX"]  # the axes of one plane, in their order
+    kept = [a for a in axes if a == "C" or a in labeller.unit]  # the axes of one plane, in their order
 
     def foreground(plane: dict, y, x, classes=1) -> np.ndarray:
         """Class 1 of a plane (foreground, or interior); ``classes=slice(1, None)``: interior and border first."""
@@ -346,8 +360,8 @@ def instances_from_probabilities(
         values = np.asarray(probabilities[tuple(index)])
         return values if isinstance(classes, int) else np.moveaxis(values, kept.index("C"), 0)
 
-    h, w = labeller.plane_shape
-    for plane in ax.iter_planes(shape, spatial_axes):
+    h, w = labeller.plane_shape[-2:]
+    for plane in ax.iter_planes(shape, spatial_axes, labeller.unit):
         if labeller.blockwise:
             for y in range(0, h, BLOCK):
                 for x in range(0, w, BLOCK):
@@ -357,55 +371,3 @@ def instances_from_probabilities(
         else:
             labeller.add(plane, foreground(plane, slice(None), slice(None), object_classes(labeller.num_classes)))
     return out
-
-
-class _WithBackground:
-    """The classes after the background seen, lazily, with the background ``1 - their sum`` in front: ``(1 - p, p)``
-    of a foreground ``p``, or ``(1 - i - b, i, b)`` of a three-class model's interior and border."""
-
-    def __init__(self, after_background, num_classes: int):
-        self.after, self.num_classes = after_background, num_classes
-        self.dtype = np.dtype(after_background.dtype)
-        spatial = after_background.shape if num_classes == 2 else after_background.shape[1:]
-        self.shape = (num_classes, *spatial)
-
-    def _class(self, k: int, where: tuple) -> np.ndarray:
-        if k == 0:
-            return 1 - sum(self._class(j, where) for j in range(1, self.num_classes))
-        return np.asarray(self.after[where] if self.num_classes == 2 else self.after[(k - 1, *where)])
-
-    def __getitem__(self, index: tuple) -> np.ndarray:
-        which, where = index[0], tuple(index[1:])
-        if isinstance(which, slice):
-            return np.stack([self._class(k, where) for k in range(self.num_classes)[which]])
-        return self._class(int(which) % self.num_classes, where)
-
-
-def instances_from_foreground(
-    foreground, *, axes: str | None = None, offset: int = 0, out=None, num_classes: int = 2, **options
-):
-    """:func:`instances_from_probabilities` of the classes after the background alone, the background never built.
-
-    ``foreground`` holds the foreground probability (float, shape ``spatial``, axes ``axes`` without C) of a
-    two-class model, or, with ``num_classes=3``, the interior and border probabilities of a three-class model
-    (shape ``(2, *spatial)``); the background is 1 minus their sum, read lazily. A caller that labels again later
-    keeps only these. ``options`` are those of :func:`instances_from_probabilities`. The objects get the ids
-    after ``offset``, as a stack's plane gets those after the largest given so far (for a plane labelled alone
-    and written into a stack; ``out`` must then be numpy).
-    """
-    if not (hasattr(foreground, "shape") and hasattr(foreground, "dtype")):
-        foreground = np.asarray(foreground)
-    if int(offset) != offset or offset < 0:
-        raise UNetInputError(f"offset must be a whole number >= 0, got {offset}")
-    check_instance_classes(num_classes)
-    if num_classes > 2 and foreground.shape[0] != num_classes - 1:
-        raise UNetInputError(
-            f"a {num_classes}-class model's kept probabilities need {num_classes - 1} classes first, got shape "
-            f"{tuple(foreground.shape)}"
-        )
-    labels = instances_from_probabilities(
-        _WithBackground(foreground, num_classes), axes=None if axes is None else "C" + axes, out=out, **options
-    )
-    if offset:
-        labels[labels > 0] += int(offset)
-    return labels

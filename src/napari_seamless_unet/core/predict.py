@@ -391,6 +391,7 @@ def iter_segment(
         restore_borders=restore_borders,
         link_planes=link_planes,
         num_classes=model.num_classes,
+        ndim=model.ndim,
     )
     sink = ForegroundSink(labeller, model.num_classes)
     yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import axes as ax
-from ..core.instances import instances_from_foreground, object_classes
+from ..core.foreground import instances_from_foreground
+from ..core.instances import object_classes
 from ..core.predict import allocate_output, iter_predict, iter_segment
 from ..core.progress import Progress
 from ._relabel import largest_id_outside

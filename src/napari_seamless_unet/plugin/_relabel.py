@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import axes as ax
-from ..core.instances import instances_from_foreground
+from ..core.foreground import instances_from_foreground
 from ..core.progress import Progress
 
 

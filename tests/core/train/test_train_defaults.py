@@ -60,7 +60,9 @@ def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chose
 
     cost = {2: 0.008, 3: 0.04, 4: 0.2}  # seconds of the bare step (a whole step: STEP_OVERHEAD times)
     monkeypatch.setattr(
-        defaults, "_step_seconds", lambda base, depth, tile, channels, device, batch_norm=False: cost[depth]
+        defaults,
+        "_step_seconds",
+        lambda base, depth, tile, channels, device, batch_norm=False, voxel_size=None: cost[depth],
     )
     cpu = torch.device("cpu")
     for budget, depth in ((30 * 4, 2), (150 * 4, 3), (100_000, 4)):

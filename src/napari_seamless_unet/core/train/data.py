@@ -27,7 +27,8 @@ from .config import TrainConfig
 
 @dataclass
 class Plane:
-    """One 2D training or validation sample."""
+    """One 2D training or validation sample: a plane (a whole ZYX volume for a 3D network, every array below
+    then with a Z axis before Y and X)."""
 
     image: np.ndarray  # (C, H, W) normalised float32
     raw: np.ndarray  # (C, H, W) as given, for validation through the prediction code
@@ -60,11 +61,12 @@ def _classes(labels: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.nd
 def make_planes(pairs, config: TrainConfig, normalization: Normalization, role: str) -> list[Plane]:
     """Every 2D plane of the checked ``(image, labels, axes)`` pairs, normalised as prediction will see it."""
     out = []
+    unit = ax.unit_axes(config.ndim)  # a 3D network trains on volumes: its "planes" are whole ZYX volumes
     for i, (image, labels, axes) in enumerate(pairs):
-        for p, plane in enumerate(ax.iter_planes(image.shape, axes)):
+        for p, plane in enumerate(ax.iter_planes(image.shape, axes, unit)):
             # Per plane, exactly as prediction normalises (see Normalization.plane_statistics).
             offset, scale = normalization.plane_statistics(image, axes, plane)
-            raw = ax.to_cyx(image[ax.image_index(axes, plane, slice(None), slice(None))], axes)
+            raw = ax.to_cyx(image[ax.image_index(axes, plane, slice(None), slice(None))], axes, unit)
             lab = labels[ax.output_index(axes, plane, slice(None), slice(None))]
             target, objects = _classes(lab, config)
             out.append(
@@ -74,10 +76,14 @@ def make_planes(pairs, config: TrainConfig, normalization: Normalization, role: 
                     target=target,
                     valid=annotated(lab, config),
                     objects=objects,
-                    name=f"{role} image {i}" + (f" plane {p}" if ax.stack_axes(axes) else ""),
+                    name=f"{role} image {i}" + (f" {_unit_name(unit)} {p}" if ax.stack_axes(axes, unit) else ""),
                 )
             )
     return out
+
+
+def _unit_name(unit: str) -> str:
+    return "volume" if unit == "ZYX" else "plane"
 
 
 def check_classes(planes: list[Plane], config: TrainConfig, num_classes: int | None) -> int:
@@ -119,15 +125,20 @@ def weight_map(plane: Plane, config: TrainConfig, num_classes: int) -> np.ndarra
     with ``instance_classes=3``, to background, interior and border
     (:func:`~napari_seamless_unet.core.weights.interior_border_classes`).
     """
+    # 3D: distances of the weight map in physical units (in-plane pixels); the gap and border bands stay one
+    # voxel across every face, which is what a 3D model's post-processing gives back (instances.StackLabeller)
+    spacing = config.voxel_size if config.ndim == 3 else None
     if config.task == "instances" and config.instance_classes == 3:
         plane.target = interior_border_classes(plane.objects, plane.valid)
         return three_class_weight_map(
-            plane.target, plane.objects, plane.valid, config.w0, config.sigma, config.balance_classes
+            plane.target, plane.objects, plane.valid, config.w0, config.sigma, config.balance_classes, spacing=spacing
         )
     if config.task == "instances":
         objects = separate_touching(plane.objects)
         plane.target = (objects > 0).astype(np.int64)
-        return instance_weight_map(objects, plane.valid, config.w0, config.sigma, config.balance_classes)
+        return instance_weight_map(
+            objects, plane.valid, config.w0, config.sigma, config.balance_classes, spacing=spacing
+        )
     if config.balance_classes:
         return class_weights(plane.target, plane.valid, num_classes)
     return plane.valid.astype(np.float32)

@@ -36,6 +36,14 @@ SMALL_DEVICE = {
 # CUDA: the paper's network on tiles of the paper's size, as many a batch as fit a quarter of the free memory.
 GPU = {"base_channels": 64, "depth": 4, "dropout": 0.0, "batch_norm": False, "output_size": 388}
 
+# 3D on CPU and MPS: every step convolves a volume, so the network and tile are far smaller than in 2D (a
+# 16-channel depth-2 network on 48-pixel outputs, z chosen for about the same physical extent). With a time
+# budget the same measured rule as 2D picks among BUDGET_CANDIDATES_3D for STEPS_WANTED_3D steps.
+SMALL_DEVICE_3D = {**SMALL_DEVICE, "depth": 2, "output_size": 48}
+GPU_3D = {**GPU, "base_channels": 32, "depth": 3, "output_size": 96}
+BUDGET_CANDIDATES_3D = ((8, 2, 32), (16, 2, 48), (16, 3, 64))
+STEPS_WANTED_3D = 1500
+
 AUTOMATIC = ("base_channels", "depth", "dropout", "batch_norm", "tile_size", "batch_size", "learning_rate")
 
 # With a time budget on a CPU or MPS, the network is chosen by measuring a training step of each of these
@@ -83,7 +91,11 @@ def resolve(
         The resolved values, the device, and ``"automatic"``: the names chosen here rather than by the user.
     """
     # The device's rule first; a preset (the paper's in full) and a resumed architecture override it.
-    rule = GPU if device.type == "cuda" else SMALL_DEVICE
+    three_d = int(config.ndim) == 3
+    if three_d:
+        rule = GPU_3D if device.type == "cuda" else SMALL_DEVICE_3D
+    else:
+        rule = GPU if device.type == "cuda" else SMALL_DEVICE
     chosen: dict[str, Any] = {
         k: rule[k] for k in ("base_channels", "depth", "dropout", "batch_norm", "batch_size") if k in rule
     }
@@ -112,24 +124,51 @@ def resolve(
     for name in ("base_channels", "depth", "dropout", "batch_norm"):
         if values[name] is None or (resumed and name in ("base_channels", "depth", "batch_norm")):
             values[name] = chosen[name]
-    smallest = min(min(s) for s in plane_shapes)
+    smallest = min(min(s[-2:]) for s in plane_shapes)
     if config.depth is None and not resumed:
         # The context must fit the smallest image (mirroring cannot extrapolate more than the image itself).
         while values["depth"] > 1 and shapes.halo(values["depth"]) > smallest:
             values["depth"] -= 1
     depth = int(values["depth"])
     if values["tile_size"] is None:
-        values["tile_size"] = chosen.get("tile_size") or _tile_size(depth, device, plane_shapes)
+        values["tile_size"] = chosen.get("tile_size") or _tile_size(depth, device, plane_shapes, rule["output_size"])
+    geometry = network_geometry(config, depth)
+    tile_shape = training_tile_shape(geometry, int(values["tile_size"]), config.voxel_size, plane_shapes)
     if values["batch_size"] is None:
-        values["batch_size"] = chosen.get("batch_size") or _batch_size(values, device)
+        values["batch_size"] = chosen.get("batch_size") or _batch_size(values, device, config, tile_shape)
     if values["learning_rate"] is None:
         values["learning_rate"] = DEFAULT_LEARNING_RATE[config.optimizer]
-    shapes.check_input_shape((int(values["tile_size"]),) * 2, depth, what="training tile")
+    geometry.check_input_shape(tile_shape, what="training tile")
     resolved = dataclasses.replace(config, **values)
     settings = {**values, "device": str(device), "automatic": automatic}
+    if three_d:
+        settings.update(ndim=3, tile_shape=list(tile_shape), voxel_size=config.voxel_size)
     if timings:
         settings["step_seconds"] = timings
     return resolved, settings
+
+
+def network_geometry(config: TrainConfig, depth: int | None = None) -> shapes.Geometry:
+    """The shape arithmetic of the network ``config`` trains (2D, or 3D for its voxel size)."""
+    depth = int(config.depth if depth is None else depth)
+    if int(config.ndim) == 3 and config.voxel_size is not None:
+        return shapes.Geometry(shapes.anisotropic_rules(config.voxel_size, depth))
+    return shapes.Geometry.paper(depth, int(config.ndim))
+
+
+def training_tile_shape(
+    geometry: shapes.Geometry, tile: int, voxel_size, plane_shapes: Sequence[tuple[int, ...]]
+) -> tuple[int, ...]:
+    """The training input tile: ``(tile, tile)`` in 2D; in 3D ``(z, tile, tile)`` with a z output about as long
+    physically as the in-plane output, no longer than the largest volume needs."""
+    if geometry.ndim == 2:
+        return (tile, tile)
+    out = geometry.output_shape((geometry.min_input_shape[0], tile, tile))[-1]
+    z_spacing, x_spacing = (voxel_size[0], voxel_size[-1]) if voxel_size else (1.0, 1.0)
+    z_out = max(1, round(out * x_spacing / z_spacing))
+    z_out = min(z_out, max(s[0] for s in plane_shapes))
+    z_rule = geometry.rules[0]
+    return (z_rule.valid_input_size(z_out + 2 * z_rule.halo, "up"), tile, tile)
 
 
 def _fits_budget_by_timing(config: TrainConfig, device: torch.device, resumed) -> bool:
@@ -153,15 +192,18 @@ def _fastest_network_for_budget(
     batch_norm: bool,
 ) -> tuple[tuple[int, int, int], dict[str, float]]:
     """The largest candidate whose measured step fits ``STEPS_WANTED`` times into the budget (else the smallest)."""
-    limit = float(config.time_budget) / STEPS_WANTED
-    smallest = min(min(s) for s in plane_shapes)
-    largest = max(min(s) for s in plane_shapes)
+    three_d = int(config.ndim) == 3
+    limit = float(config.time_budget) / (STEPS_WANTED_3D if three_d else STEPS_WANTED)
+    smallest = min(min(s[-2:]) for s in plane_shapes)
+    largest = max(min(s[-2:]) for s in plane_shapes)
     best, timings = None, {}
-    for base, depth, output in BUDGET_CANDIDATES:
+    for base, depth, output in BUDGET_CANDIDATES_3D if three_d else BUDGET_CANDIDATES:
         if shapes.halo(depth) > smallest:
             break  # the context must fit the smallest image
         tile = shapes.input_size_for_output(max(4, min(output, largest)), depth)
-        seconds = STEP_OVERHEAD * _step_seconds(base, depth, tile, channels, device, batch_norm)
+        tile_shape = training_tile_shape(network_geometry(config, depth), tile, config.voxel_size, plane_shapes)
+        voxel_size = config.voxel_size if three_d else None
+        seconds = STEP_OVERHEAD * _step_seconds(base, depth, tile_shape, channels, device, batch_norm, voxel_size)
         timings[f"{base}/{depth}/{tile}"] = round(seconds, 4)
         if best is None or seconds <= limit:
             best = (base, depth, tile)
@@ -171,7 +213,13 @@ def _fastest_network_for_budget(
 
 
 def _step_seconds(
-    base: int, depth: int, tile: int, channels: tuple[int, int], device: torch.device, batch_norm: bool = False
+    base: int,
+    depth: int,
+    tile_shape: int | tuple[int, ...],
+    channels: tuple[int, int],
+    device: torch.device,
+    batch_norm: bool = False,
+    voxel_size: tuple[float, ...] | None = None,
 ) -> float:
     """Seconds of one training step (forward, backward, Adam) of such a network: the best of three steps after two
     that warm up (the first calls of a shape choose and build its convolution kernels)."""
@@ -180,11 +228,14 @@ def _step_seconds(
     from ..model import UNet
 
     with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
-        model = UNet(channels[0], channels[1], base, depth, batch_norm=batch_norm).to(device)
-        if device.type == "cpu":
+        tile_shape = (tile_shape, tile_shape) if isinstance(tile_shape, int) else tuple(tile_shape)
+        ndim = len(tile_shape)
+        model = UNet(channels[0], channels[1], base, depth, batch_norm=batch_norm, ndim=ndim, voxel_size=voxel_size)
+        model = model.to(device)
+        if device.type == "cpu" and ndim == 2:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        x = torch.zeros(1, channels[0], tile, tile, device=device)
+        x = torch.zeros(1, channels[0], *tile_shape, device=device)
         best = float("inf")
         for i in range(5):
             start = time.perf_counter()
@@ -199,14 +250,13 @@ def _step_seconds(
     return best
 
 
-def _tile_size(depth: int, device: torch.device, plane_shapes: Sequence[tuple[int, int]]) -> int:
-    """A valid training tile: about the output size of the device's rule, no more than the largest plane."""
-    target = GPU["output_size"] if device.type == "cuda" else SMALL_DEVICE["output_size"]
-    largest = max(min(s) for s in plane_shapes)
+def _tile_size(depth: int, device: torch.device, plane_shapes: Sequence[tuple[int, ...]], target: int) -> int:
+    """A valid training tile side: about the output size of the device's rule, no more than the largest plane."""
+    largest = max(min(s[-2:]) for s in plane_shapes)
     return shapes.input_size_for_output(max(4, min(target, largest)), depth)
 
 
-def _batch_size(values: dict[str, Any], device: torch.device) -> int:
+def _batch_size(values: dict[str, Any], device: torch.device, config: TrainConfig, tile_shape) -> int:
     """1 on CPU and MPS (one tile already uses every core); on CUDA as many tiles as fit a quarter of the free
     memory, by the inference estimate times four for the activations kept for the backward pass."""
     if device.type != "cuda":
@@ -215,6 +265,7 @@ def _batch_size(values: dict[str, Any], device: torch.device) -> int:
     from ..inference import estimate_tile_memory
     from ..model import UNet
 
-    probe = UNet(1, 2, int(values["base_channels"]), int(values["depth"]))
-    per_tile = 4 * estimate_tile_memory(probe, (int(values["tile_size"]),) * 2)
+    voxel_size = config.voxel_size if int(config.ndim) == 3 else None
+    probe = UNet(1, 2, int(values["base_channels"]), int(values["depth"]), ndim=len(tile_shape), voxel_size=voxel_size)
+    per_tile = 4 * estimate_tile_memory(probe, tile_shape)
     return int(max(1, min(16, memory_budget(device) // 2 // max(1, per_tile))))

@@ -60,6 +60,11 @@ def _check_pair(image, labels, axes: str | None, index: int, config: TrainConfig
             f"(0 = background, 1, 2, ... = objects or classes). Convert them, e.g. labels.astype('int32')."
         )
     axes = _infer_axes(image.shape, labels.shape, axes, name)
+    if config.ndim == 3 and "Z" not in axes:
+        raise UNetInputError(
+            f"{name} of shape {image.shape} (axes {axes!r}) has no Z axis, but ndim=3 trains a 3D network on "
+            f"volumes; give volumes (axes with Z, e.g. 'ZYX'), or train a 2D network (ndim=2)."
+        )
     spatial = tuple(n for n, a in zip(image.shape, axes, strict=True) if a != "C")
     if spatial != labels.shape:
         raise UNetInputError(
@@ -95,10 +100,11 @@ def _check_pair(image, labels, axes: str | None, index: int, config: TrainConfig
                 f"{lname} is {what}. Training needs {'objects' if values[0] == 0 else 'background'} too: paint "
                 f"them, or use unlabelled='ignore' for sparse annotation (1 = background, 2, 3, ... = objects)."
             )
-    for p, plane in enumerate(ax.iter_planes(image.shape, axes)):
+    unit = ax.unit_axes(config.ndim)
+    for p, plane in enumerate(ax.iter_planes(image.shape, axes, unit)):
         block = image[ax.image_index(axes, plane, slice(None), slice(None))]
         if block.size and block.min() == block.max():
-            where = f" plane {p}" if ax.stack_axes(axes) else ""
+            where = f" {'volume' if config.ndim == 3 else 'plane'} {p}" if ax.stack_axes(axes, unit) else ""
             raise UNetInputError(
                 f"{name}{where} is constant (every pixel {block.flat[0]}); it carries no information to learn from. "
                 f"Remove it or check that the right layer was chosen."

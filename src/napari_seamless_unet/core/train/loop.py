@@ -19,6 +19,7 @@ import torch
 
 from .. import shapes
 from ..augment import PlaneStore, sample_batch
+from ..augment3d import VolumeStore, sample_batch_3d
 from ..devices import cudnn_autotune, resolve_device
 from ..errors import UNetInputError
 from ..model import UNet
@@ -28,7 +29,7 @@ from ..progress import Progress, ProgressLike, run
 from .checkpoint import best_path, read_resume, restore, training_state
 from .config import DEFAULT_STEPS, TrainConfig, check_config
 from .data import Plane, check_classes, make_planes, weight_map
-from .defaults import resolve
+from .defaults import network_geometry, resolve
 from .history import Clock, new_history, record_step, record_validation
 from .inputs import check_pairs, check_validation
 from .loss import weighted_loss
@@ -85,6 +86,11 @@ class _Data:
     def tile(self) -> int:
         return int(self.config.tile_size)
 
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        """The training input tile: (Y, X), or (Z, Y, X) for a 3D network."""
+        return tuple(self.settings.get("tile_shape") or (self.tile, self.tile))
+
 
 def _prepare(images, labels, config: TrainConfig, validation, names, payload: dict | None) -> _Data:
     """Check all pairs, then the classes, then resolve the settings, before the first slow step (weight maps)."""
@@ -102,13 +108,13 @@ def _prepare(images, labels, config: TrainConfig, validation, names, payload: di
     device = resolve_device(config.device)
     config, settings = resolve(config, device, [p.target.shape for p in planes], resumed, (in_channels, num_classes))
     for plane in planes + (val_planes or []):
-        shapes.check_context(plane.target.shape, int(config.depth), plane.name)
+        shapes.check_context(plane.target.shape[-2:], int(config.depth), plane.name)
 
     # The work starts here: weight maps once per plane.
     for plane in planes + (val_planes or []):
         plane.weight = weight_map(plane, config, num_classes)
     if val_planes is None:
-        planes, val_planes = split(planes, config, shapes.halo(int(config.depth)))
+        planes, val_planes = split(planes, config, network_geometry(config).halo[-1])
     return _Data(planes, val_planes, in_channels, num_classes, normalization, device, config, settings)
 
 
@@ -121,7 +127,7 @@ class _Session:
         self.randomness = RandomStreams(config.seed, self.device)
         with self.randomness.active():  # the initial weights are the run's first random numbers
             model = build_model(config, payload, data.in_channels, data.num_classes, data.normalization)
-        self.precision = Precision.choose(self.device, config.precision)
+        self.precision = Precision.choose(self.device, config.precision, int(config.ndim))
         self.model = self.precision.place(model, self.device)
         self.optimizer, learning_rate = make_optimizer(self.model, config)
 
@@ -138,7 +144,8 @@ class _Session:
         self.history.update(
             device=str(self.device),
             tile_size=data.tile,
-            output_size=self.model.output_shape((data.tile, data.tile))[0],
+            output_size=self.model.output_shape(data.tile_shape)[-1],
+            tile_shape=list(data.tile_shape),
             learning_rate=learning_rate,
             train_planes=len(data.planes),
             val_planes=len(data.val_planes),
@@ -146,7 +153,8 @@ class _Session:
             settings=data.settings,
         )
         self.base_lr = learning_rate
-        self.store = PlaneStore([(p.image, p.target, p.weight) for p in data.planes], self.device)
+        samples = [(p.image, p.target, p.weight) for p in data.planes]
+        self.store = VolumeStore(samples, self.device) if config.ndim == 3 else PlaneStore(samples, self.device)
         self.augmentation = config.augmentation
         self.clock = Clock(elapsed_before)
         self._last_validation = (self.step, time.perf_counter(), 0.0)  # step, when it ended, seconds it took
@@ -169,9 +177,20 @@ class _Session:
         finite, in which case the weights are left as the last finite step made them."""
         config, model = self.config, self.model
         t0 = time.perf_counter()
-        image, target, weight = sample_batch(
-            self.store, self.data.tile, int(config.batch_size), self.augmentation, self.randomness.augment
-        )
+        if config.ndim == 3:
+            spacing = config.voxel_size or (1.0, 1.0, 1.0)
+            image, target, weight = sample_batch_3d(
+                self.store,
+                self.data.tile_shape,
+                int(config.batch_size),
+                self.augmentation,
+                self.randomness.augment,
+                spacing,
+            )
+        else:
+            image, target, weight = sample_batch(
+                self.store, self.data.tile, int(config.batch_size), self.augmentation, self.randomness.augment
+            )
         if self.precision.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":

@@ -14,7 +14,7 @@ def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     ``target`` and ``weight`` cover the input tile and are center-cropped to the output. The sum is divided by
     the number of pixels with non-zero weight, so unannotated pixels neither count nor dilute the loss.
     """
-    size = logits.shape[-2:]
+    size = logits.shape[2:]
     target, weight = center_crop(target, size), center_crop(weight, size)
     pixel = F.cross_entropy(logits.float(), target, reduction="none")
     return (pixel * weight).sum() / (weight > 0).sum().clamp_min(1)

@@ -110,6 +110,8 @@ def build_model(
         normalization=normalization,
         class_names=None if config.task == "semantic" else list(INSTANCE_CLASS_NAMES[num_classes]),
         batch_norm=bool(config.batch_norm),
+        ndim=int(config.ndim),
+        voxel_size=config.voxel_size,
     )
 
 
@@ -122,11 +124,11 @@ class Precision:
     scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def choose(cls, device: torch.device, precision: str) -> Precision:
+    def choose(cls, device: torch.device, precision: str, ndim: int = 2) -> Precision:
         # Channels-last picks the fast oneDNN/cuDNN convolution kernels on both CPU and CUDA. Autocast only on CUDA
         # by default: on CPUs bf16 training was slower for the small networks people train there, and its first
         # steps in a non-main thread (the viewer's worker) took 30x longer (benchmarks/README.md).
-        channels_last = device.type in ("cuda", "cpu")
+        channels_last = device.type in ("cuda", "cpu") and ndim == 2  # 3D: layers.Conv3d picks its own layout
         if device.type == "cuda" or (device.type == "cpu" and precision in ("bf16", "fp16")):
             amp_dtype = autocast_dtype(device, precision)
         else:

@@ -54,7 +54,7 @@ def split(planes: list[Plane], config: TrainConfig, context: int) -> tuple[list[
 
 
 def _strip(plane: Plane, fraction: float, context: int) -> tuple[Plane, Plane] | None:
-    h, w = plane.target.shape
+    h, w = plane.target.shape[-2:]  # a volume's strip runs through all its planes
     axis = 0 if h >= w else 1
     size = (h, w)[axis]
     held = round(fraction * size)
@@ -78,8 +78,8 @@ def _strip(plane: Plane, fraction: float, context: int) -> tuple[Plane, Plane] |
         return dataclasses.replace(plane, **fields, **changes)
 
     training = part(0, cut, name=f"{plane.name} (training part)")
-    scored = [slice(None), slice(None)]
-    scored[axis] = slice(cut - start, size - start)
+    scored = [slice(None)] * plane.target.ndim
+    scored[plane.target.ndim - 2 + axis] = slice(cut - start, size - start)
     validation = part(start, size, name=f"{plane.name} (validation strip)", scored=tuple(scored))
     # The context before the strip is seen, not scored.
     outside = np.ones(validation.target.shape, dtype=bool)

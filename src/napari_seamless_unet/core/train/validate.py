@@ -32,7 +32,8 @@ def validate(model: UNet, planes: list[Plane], device: torch.device) -> dict[str
     confusion_iou, foreground_iou = [], []
     three = model.task == "instances" and model.num_classes == 3
     for plane in planes:
-        axes = "CYX" if plane.raw.shape[0] > 1 else "YX"
+        spatial = "ZYX"[-(plane.raw.ndim - 1) :]  # a plane (C, Y, X) or, for a 3D network, a volume (C, Z, Y, X)
+        axes = "C" + spatial if plane.raw.shape[0] > 1 else spatial
         raw = plane.raw if plane.raw.shape[0] > 1 else plane.raw[0]
         gen = iter_predict(model, raw, axes=axes, device=device, output="probabilities", name=plane.name)
         with warnings.catch_warnings():
@@ -48,7 +49,7 @@ def validate(model: UNet, planes: list[Plane], device: torch.device) -> dict[str
         confusion_iou.append(iou_per_class(pred, plane.target, model.num_classes, plane.valid))
         if three:
             foreground_iou.append(iou_per_class(pred > 0, plane.target > 0, 2, plane.valid)[1])
-        region = plane.scored or (slice(None), slice(None))
+        region = plane.scored or (slice(None),) * plane.target.ndim
         if model.task == "instances" and plane.valid[region].all():
             if three:
                 found = label_three_classes(probs[1][region], probs[2][region], fill_holes=False)
