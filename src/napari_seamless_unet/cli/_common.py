@@ -71,18 +71,31 @@ positive_int = _positive(int, "a whole number", "a number >= 1")
 positive_float = _positive(float, "a number", "a positive number")
 
 
-def tile_size(text: str) -> tuple[int, int]:
-    """``572`` or ``572x700`` (Y x X)."""
+def tile_size(text: str) -> tuple[int, ...]:
+    """``572`` or ``572x700`` (Y x X), or ``20x188x188`` (Z x Y x X, for a 3D network)."""
     parts = text.lower().replace(",", "x").split("x")
+    expected = f"expected a size like 572, 572x700 or (3D) 20x188x188, got {text!r}"
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 572 or 572x700, got {text!r}") from None
+        raise argparse.ArgumentTypeError(expected) from None
     if len(sizes) == 1:
         sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected a size like 572 or 572x700, got {text!r}")
-    return sizes  # type: ignore[return-value]
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(expected)
+    return sizes
+
+
+def voxel_size(text: str) -> tuple[float, ...]:
+    """``3,1,1`` (Z, Y, X) or ``0.5,0.5`` (Y, X): positive numbers separated by commas (or ``x``)."""
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        sizes = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 3,1,1 (Z,Y,X) or 0.5,0.5 (Y,X), got {text!r}") from None
+    if len(sizes) not in (2, 3) or not all(s > 0 and math.isfinite(s) for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected 2 or 3 positive sizes (Z,Y,X or Y,X), got {text!r}")
+    return sizes
 
 
 def axes_letters(text: str) -> str:

@@ -39,7 +39,13 @@ def describe_model(path: str) -> dict[str, Any]:
     config, meta = payload["config"], payload["metadata"]
     params = sum(int(t.numel()) for t in payload["state_dict"].values() if hasattr(t, "numel"))
     depth = int(config.get("depth", 4))
-    tile = shapes.min_input_size(depth) + 2**depth * 4
+    ndim = int(config.get("ndim") or 2)
+    spacing = config.get("voxel_size")
+    if ndim == 3 and spacing:
+        geometry = shapes.Geometry(shapes.anisotropic_rules(spacing, depth))
+    else:
+        geometry = shapes.Geometry.paper(depth, ndim)
+    tile = [r.min_input_size + r.step * (4 if ndim == 2 else 2) for r in geometry.rules]
     return {
         "file": str(path),
         "file_size_bytes": Path(path).stat().st_size,
@@ -51,8 +57,10 @@ def describe_model(path: str) -> dict[str, Any]:
             "depth": depth,
             "dropout": config.get("dropout"),
             "parameters": params,
-            "halo": shapes.halo(depth),
-            "example_tile": [tile, shapes.output_size(tile, depth)],
+            "ndim": ndim,
+            "voxel_size": list(spacing) if spacing else None,
+            "halo": list(geometry.halo) if ndim == 3 else geometry.halo[0],
+            "example_tile": [tile, list(geometry.output_shape(tile))],
         },
         "task": config.get("task"),
         "classes": config.get("class_names"),
@@ -91,6 +99,11 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def _by_axis(value) -> str:
+    """``[20, 188, 188]`` -> '20 x 188 x 188'; a number as it is."""
+    return " x ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def format_info(info: dict[str, Any]) -> str:
     """The text form of :func:`describe_model`'s dict."""
     from .train import history_summary
@@ -102,13 +115,18 @@ def format_info(info: dict[str, Any]) -> str:
     else:
         norm_text = str(norm.get("mode", "unknown"))
     tile_in, tile_out = arch["example_tile"]
+    ndim, spacing = arch.get("ndim", 2), arch.get("voxel_size")
+    halo = arch["halo"]
+    unit = "voxels" if ndim == 3 else "pixels"
+    sizes = f"{unit} {' x '.join(f'{v:g}' for v in spacing)}" if spacing else f"{unit} not recorded (isotropic)"
     lines = [
         f"model file:     {info['file']} ({info['file_size_bytes'] / 2**20:.1f} MiB, {info['format']})",
-        f"architecture:   U-Net, depth {arch['depth']}, {arch['base_channels']} base channels, "
+        f"architecture:   {ndim}D U-Net, depth {arch['depth']}, {arch['base_channels']} base channels, "
         f"{arch['in_channels']} input channel(s), {arch['num_classes']} classes, dropout {arch['dropout']}, "
         f"{arch['parameters']:,} parameters",
-        f"tiles:          halo {arch['halo']} px per side; e.g. a {tile_in} x {tile_in} input tile gives "
-        f"{tile_out} x {tile_out} output pixels",
+        f"dimensions:     {ndim}D ({'volumes, ZYX' if ndim == 3 else 'planes, YX'}), {sizes}",
+        f"tiles:          halo {_by_axis(halo)} px per side; e.g. a {_by_axis(tile_in)} input tile gives "
+        f"{_by_axis(tile_out)} output {unit}",
         f"task:           {info['task']}",
         f"classes:        {', '.join(map(str, info['classes'] or []))}",
         f"normalisation:  {norm_text}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core.errors import UNetInputError
 from ._common import (
     ProgressBar,
     add_output_options,
@@ -42,7 +43,8 @@ def add_parser(subparsers) -> None:
             type=tile_size,
             default=None,
             metavar="SIZE",
-            help="input tile size, e.g. 572 or 572x700 (a valid size; default: largest that fits)",
+            help="input tile size, e.g. 572 or 572x700 (Y x X), or 20x188x188 (Z x Y x X) for a 3D model (a valid "
+            "size; default: largest that fits)",
         )
         sub.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
         sub.add_argument(
@@ -73,7 +75,6 @@ def run(args) -> int:
     """Predict or segment every input (``args.command``), writing TIFFs whole and zarr outputs tile by tile."""
     import numpy as np
 
-    from ..core import shapes
     from ..core.model_io import load_model
     from ..core.predict import output_dtype, output_layout, predict, segment
     from ..io import create_zarr_output, list_images, open_image, output_paths, write_tiff
@@ -82,7 +83,12 @@ def run(args) -> int:
     check_device(args.device)
     model = load_model(args.model, device="cpu")
     if args.tile_size is not None:
-        shapes.check_input_shape(args.tile_size, model.depth, what="tile")
+        if len(args.tile_size) != model.ndim:
+            raise UNetInputError(
+                f"--tile-size {'x'.join(map(str, args.tile_size))} does not fit the model, a {model.ndim}D network: "
+                + ("give Z x Y x X, e.g. 20x188x188." if model.ndim == 3 else "give Y x X, e.g. 572 or 572x700.")
+            )
+        model.geometry.check_input_shape(args.tile_size, what="tile")
     inputs = [p for path in args.inputs for p in list_images(path)]
     for src, dst in zip(inputs, output_paths(inputs, args.output, output, args.format)):
         image, file_axes = open_image(src)

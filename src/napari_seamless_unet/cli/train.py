@@ -19,6 +19,7 @@ from ._common import (
     check_device,
     positive_float,
     positive_int,
+    voxel_size,
 )
 
 
@@ -124,6 +125,23 @@ def add_parser(subparsers) -> None:
     train.add_argument("--resume", default=None, metavar="MODEL", help="continue training from this model file")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     train.add_argument("--axes", type=axes_letters, default=None, help="axes of the images, e.g. YX, ZYX, CYX, YXC")
+    train.add_argument(
+        "--ndim",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: a 2D network trained on every plane (the paper's); 3: a 3D network trained on volumes (the images "
+        "need a Z axis; much slower on a CPU) (default: %(default)s)",
+    )
+    train.add_argument(
+        "--voxel-size",
+        type=voxel_size,
+        default=None,
+        metavar="Z,Y,X",
+        help="physical voxel size Z,Y,X (3D) or pixel size Y,X (2D), e.g. 3,1,1 for planes 3x as far apart as the "
+        "pixels; shapes a 3D network for anisotropic volumes (default: from the first training image's TIFF or "
+        "OME-Zarr metadata, else isotropic)",
+    )
     add_run_options(train)
     train.set_defaults(handler=run)
 
@@ -145,6 +163,7 @@ def run(args) -> int:
     if args.validation_images is not None:
         validation = load_pairs(args.validation_images, args.validation_labels, "validation")
     base, depth, preset = network_size(args)
+    spacing = training_voxel_size(args)
     config = make_config(
         task=args.task,
         preset=preset,
@@ -169,13 +188,17 @@ def run(args) -> int:
         seed=args.seed,
         device=args.device,
         axes=args.axes,
+        ndim=args.ndim,
+        voxel_size=spacing,
     )
     if not args.quiet:
         network = (
             "network chosen for the device" if preset is None else f"{preset}: {base} base channels, depth {depth}"
         )
+        dimensions = "" if args.ndim == 2 and not spacing else dimensions_text(args.ndim, spacing) + ", "
         print(
-            f"training a U-Net for {args.task} ({network}) on {len(images)} image(s): {_schedule_text(config)}",
+            f"training a U-Net for {args.task} ({dimensions}{network}) on {len(images)} image(s): "
+            f"{_schedule_text(config)}",
             file=sys.stderr,
         )
     result, interrupted = run_training(args, images, labels, config, validation)
@@ -203,6 +226,34 @@ def network_size(args) -> tuple[int | None, int | None, str | None]:
     if args.depth is not None:
         depth = args.depth
     return base, depth, preset
+
+
+def training_voxel_size(args) -> tuple[float, ...] | None:
+    """``--voxel-size``, else the size the first training image's metadata records (its last ``--ndim`` axes)."""
+    if args.voxel_size is not None:
+        if len(args.voxel_size) != args.ndim:
+            what = "Z,Y,X (3 sizes)" if args.ndim == 3 else "Y,X (2 sizes)"
+            raise UNetInputError(
+                f"--voxel-size {','.join(f'{v:g}' for v in args.voxel_size)} does not fit --ndim {args.ndim}: "
+                f"give {what}."
+            )
+        return tuple(args.voxel_size)
+    from ..io import list_images
+    from ..io import voxel_size as read_voxel_size
+
+    found = read_voxel_size(list_images(args.images, "training image")[0])
+    if found is None or len(found) < args.ndim:
+        return None
+    return tuple(found[-args.ndim :])
+
+
+def dimensions_text(ndim: int, spacing) -> str:
+    """E.g. '3D network, voxels 3 x 1 x 1', '2D network, pixels 0.5 x 0.5', '3D network, isotropic voxels'."""
+    what = "voxels" if ndim == 3 else "pixels"
+    size = " x ".join(f"{v:g}" for v in spacing) if spacing else None
+    if not size:
+        return "3D network, isotropic voxels" if ndim == 3 else "2D network"
+    return f"{ndim}D network, {what} {size}"
 
 
 def make_config(**fields):

@@ -2,12 +2,14 @@
 
 - :mod:`.read`: :func:`list_images`, :func:`open_image` (TIFF memory-mapped or as a lazy zarr view, zarr, npy),
   :func:`open_zarr`.
+- :mod:`.metadata`: :func:`voxel_size`, the physical pixel or voxel size a TIFF or OME-Zarr records.
 - :mod:`.pairs`: :func:`pair_images_and_labels` by file name, :func:`load_pairs` for training.
 - :mod:`.write`: :func:`output_paths`, :func:`create_zarr_output`, :func:`write_tiff` (ImageJ hyperstacks).
 """
 
 from __future__ import annotations
 
+from .metadata import voxel_size
 from .pairs import LABEL_ENDINGS, load_pairs, pair_images_and_labels
 from .read import IMAGE_SUFFIXES, TIFF_SUFFIXES, image_stem, is_zarr, list_images, open_image, open_zarr
 from .write import create_zarr_output, output_paths, write_tiff
@@ -25,5 +27,6 @@ __all__ = [
     "open_zarr",
     "output_paths",
     "pair_images_and_labels",
+    "voxel_size",
     "write_tiff",
 ]

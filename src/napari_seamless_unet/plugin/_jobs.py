@@ -105,7 +105,8 @@ class TrainingJob:
         if not self._read():
             return None
         if reading:
-            yield Progress(0, int(self.config.steps), "read", {"summary": self.summary})
+            info = {"summary": self.summary, "dimensions": dimensions_text(self.config)}
+            yield Progress(0, int(self.config.steps), "read", info)
         gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set, names=self.names)
         while True:
             try:
@@ -212,7 +213,7 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
         message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
     else:
         message = f"Finished: {last} steps."
-    settings = settings_text(history.get("settings"))
+    settings = settings_text(history.get("settings"), config)
     if not path:
         return message + " Not saved: no file name given (the model is kept for this session)." + settings
     path = Path(path)
@@ -224,14 +225,28 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
     return f"{message} {files} in {path.parent}.{settings}"
 
 
-def settings_text(settings: dict | None) -> str:
-    """' Network: 16 channels, depth 2, tiles of 104 px, batch 1, learning rate 0.003 (chosen for cpu).'"""
+def dimensions_text(config) -> str:
+    """'2D network', '3D network, voxels 3 x 1 x 1' or '3D network, isotropic voxels', from a TrainConfig."""
+    ndim, spacing = int(getattr(config, "ndim", 2) or 2), getattr(config, "voxel_size", None)
+    if ndim != 3:
+        return "2D network"
+    return "3D network, " + (f"voxels {' x '.join(f'{v:g}' for v in spacing)}" if spacing else "isotropic voxels")
+
+
+def settings_text(settings: dict | None, config=None) -> str:
+    """' Network: 16 channels, depth 2, tiles of 104 px, batch 1, learning rate 0.003 (chosen for cpu).'
+
+    A 3D network says so first: ' Network: 3D, voxels 3 x 1 x 1, 16 channels, ...'.
+    """
     if not settings or "base_channels" not in settings:
         return ""
     chosen = " (chosen for " + str(settings.get("device", "the device")) + ")" if settings.get("automatic") else ""
+    dims = dimensions_text(config).replace(" network", "") + ", " if getattr(config, "ndim", 2) == 3 else ""
+    tile = settings["tile_size"]
+    tile = " x ".join(map(str, tile)) if isinstance(tile, (list, tuple)) else tile
     return (
-        f" Network: {settings['base_channels']} channels, depth {settings['depth']}"
+        f" Network: {dims}{settings['base_channels']} channels, depth {settings['depth']}"
         f"{', batch norm' if settings.get('batch_norm') else ''}, tiles of "
-        f"{settings['tile_size']} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
+        f"{tile} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
         f"{chosen}."
     )

@@ -108,6 +108,22 @@ def spatial_transform(layer, axes: str) -> dict:
     return {"scale": tuple(scale[keep]), "translate": tuple(translate[keep])}
 
 
+def has_z(layer) -> bool:
+    """Whether an image layer is a volume (its axes per :func:`image_axes` have a Z): a 3D network can train on it."""
+    try:
+        return layer is not None and "Z" in image_axes(layer)
+    except UNetInputError:
+        return False
+
+
+def voxel_size(layer, axes: str | None = None) -> tuple[float, ...]:
+    """The layer's ``scale`` along Z, Y, X (Y, X for a layer without Z): the voxel size a 3D network is shaped for."""
+    axes = axes or image_axes(layer)
+    spatial = ax.spatial_axes(axes)
+    scale = spatial_transform(layer, axes)["scale"]
+    return tuple(float(scale[spatial.index(a)]) for a in "ZYX" if a in spatial)
+
+
 def current_plane(layer, viewer, axes: str) -> dict[str, int]:
     """``{axis: index}`` of the plane the viewer shows for every axis other than C, Y, X.
 
@@ -138,11 +154,11 @@ def in_plane_axes(axes: str) -> str:
 
 @dataclass
 class TrainingData:
-    """Annotated 2D planes ready for :func:`~napari_seamless_unet.core.train.iter_train`."""
+    """Annotated 2D planes (or 3D volumes) ready for :func:`~napari_seamless_unet.core.train.iter_train`."""
 
     images: list[np.ndarray]
     labels: list[np.ndarray]
-    axes: str  # "YX" or "CYX"
+    axes: str  # "YX" or "CYX"; "ZYX" or "CZYX" for a 3D network
     channels: int
     summary: str
     names: list[str]  # "<layer>" or "<layer> plane {...}", for the trainer's error messages
@@ -173,20 +189,22 @@ class TrainingPlan:
     """
 
     sources: list[_Source]
-    axes: str  # "YX" or "CYX"
+    axes: str  # "YX" or "CYX"; "ZYX" or "CZYX" for a 3D network
     channels: int
+    ndim: int = 2
 
     def load(self, should_stop=None) -> TrainingData | None:
-        """Read the planes with some annotation (None if ``should_stop()`` became true while reading).
+        """Read the planes (the volumes, in 3D) with some annotation (None if ``should_stop()`` became true while
+        reading).
 
         Raises :class:`UNetInputError` when no plane has any annotation.
         """
         images, labels, names, used, total = [], [], [], 0, 0
+        unit = ax.unit_axes(self.ndim)
         for source in self.sources:
             axes, data, lab = source.axes, source.image, source.labels
             spatial_axes = ax.spatial_axes(axes)
-            kept = in_plane_axes(axes)
-            for plane in ax.iter_planes(data.shape, axes):
+            for plane in ax.iter_planes(data.shape, axes, unit):
                 if should_stop is not None and should_stop():
                     return None
                 total += 1
@@ -196,8 +214,8 @@ class TrainingPlan:
                 if not _any(lab_plane):
                     continue
                 img_plane = np.asarray(data[plane_index(axes, plane)])
-                if "C" in kept:
-                    img_plane = np.moveaxis(img_plane, kept.index("C"), 0)
+                if "C" in axes:  # channels first, (C, Y, X) or (C, Z, Y, X)
+                    img_plane = ax.to_cyx(img_plane, axes, unit)
                     if self.channels == 1:
                         img_plane = img_plane[0]
                 images.append(img_plane)
@@ -212,12 +230,15 @@ class TrainingPlan:
             )
         if np.issubdtype(labels[0].dtype, np.floating):
             labels = [lab.astype(np.int32) for lab in labels]
-        summary = f"{used} annotated plane(s)" + (f" of {total}" if total != used else "")
+        what = "volume(s)" if self.ndim == 3 else "plane(s)"
+        summary = f"{used} annotated {what}" + (f" of {total}" if total != used else "")
         return TrainingData(images, labels, self.axes, self.channels, summary, names)
 
 
-def plan_training(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingPlan:
+def plan_training(pairs: Sequence[tuple], unlabelled: str = "background", ndim: int = 2) -> TrainingPlan:
     """Check (image layer, labels layer) pairs from their shapes and names, without reading any data.
+
+    ``ndim=3`` plans whole volumes for a 3D network: every image needs a Z axis.
 
     Raises :class:`UNetInputError` with a message naming the layer for every mistake a user can make before
     anything is read (missing layer, shape mismatch, inconsistent channels); a Labels layer without annotation is
@@ -235,6 +256,11 @@ def plan_training(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
                 f"list), paint some objects on it, and choose it here."
             )
         axes = image_axes(image_layer)
+        if ndim == 3 and "Z" not in axes:
+            raise UNetInputError(
+                f"image {image_layer.name!r} (axes {axes!r}) has no Z axis: a 3D network trains on volumes. "
+                f"Choose 2D, or a stack (name its axes with the layer's axis labels if Z was not recognised)."
+            )
         data, lab = layer_data(image_layer), layer_data(labels_layer)
         spatial = tuple(n for n, a in zip(data.shape, axes) if a != "C")
         if tuple(lab.shape) != spatial:
@@ -251,7 +277,8 @@ def plan_training(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
             )
         channels = n_channels
         sources.append(_Source(data, lab, axes, image_layer.name, labels_layer.name))
-    return TrainingPlan(sources, "CYX" if channels > 1 else "YX", int(channels))
+    unit = ax.unit_axes(ndim)
+    return TrainingPlan(sources, ("C" if channels > 1 else "") + unit, int(channels), ndim)
 
 
 def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> TrainingData:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core import axes as ax
+from ..core.errors import UNetInputError
 from ..core.foreground import instances_from_foreground
 from ..core.instances import object_classes
 from ..core.predict import allocate_output, iter_predict, iter_segment
@@ -37,6 +38,7 @@ class PredictionResult:
     options: dict = field(default_factory=dict)
     offset: int = 0
     classes: int = 2  # the model's classes: ``foreground`` has a class axis (interior, border) when there are 3
+    ndim: int = 2  # the model's: 3 labels whole volumes
 
     @property
     def objects(self) -> int:
@@ -48,9 +50,9 @@ class _ForegroundOut:
     """The ``out`` of ``iter_predict`` for one plane (``out_index`` of ``foreground``) that keeps only the classes
     after the background: class 1 (``foreground`` without a class axis), or classes 1.. (with one)."""
 
-    def __init__(self, foreground: np.ndarray, out_index: tuple, num_classes: int):
-        self.plane = foreground[(..., *out_index)]  # a view
-        self.shape, self.dtype = (num_classes, *self.plane.shape[-2:]), foreground.dtype
+    def __init__(self, foreground: np.ndarray, out_index: tuple, num_classes: int, ndim: int = 2):
+        self.plane = foreground[(..., *out_index)]  # a view (a volume's, for a 3D network)
+        self.shape, self.dtype = (num_classes, *self.plane.shape[-ndim:]), foreground.dtype
         self.classes = object_classes(num_classes)
 
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
@@ -59,6 +61,9 @@ class _ForegroundOut:
 
 class PredictionJob:
     """Segment an image plane by plane, so that a cancelled run keeps every finished plane.
+
+    A 3D network (``model.ndim == 3``) segments volume by volume instead (iterating only over T): the image needs a
+    Z axis, and ``plane`` is ignored (a volume is the smallest unit).
 
     Parameters
     ----------
@@ -107,6 +112,14 @@ class PredictionJob:
         self.tta = bool(tta)
         self.image = image
         full_axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
+        self.unit = ax.unit_axes(model.ndim)  # what one network input covers: a plane (YX) or a volume (ZYX)
+        if model.ndim == 3:
+            if "Z" not in full_axes:
+                raise UNetInputError(
+                    f"the model is a 3D network, but {name} (shape {tuple(image.shape)}, axes {full_axes!r}) has no "
+                    f"Z axis: choose a volume (a stack with Z), or a 2D model for planes."
+                )
+            plane = None
         self.plane, self.plane_index, self.stack_axes = plane, None, ax.spatial_axes(full_axes)
         if plane is not None:
             self.plane_index = ax.image_index(full_axes, plane, slice(None), slice(None))
@@ -114,7 +127,7 @@ class PredictionJob:
             shape = tuple(n for n, a in zip(image.shape, full_axes) if a in "CYX")
         else:
             self.axes, shape = full_axes, tuple(image.shape)
-        self.planes = list(planes) if planes is not None else list(ax.iter_planes(shape, self.axes))
+        self.planes = list(planes) if planes is not None else list(ax.iter_planes(shape, self.axes, self.unit))
         self.tile_shape = tile_shape
         self.device = device
         self.options = dict(options or {})
@@ -141,15 +154,22 @@ class PredictionJob:
             else:
                 extra = () if model.num_classes == 2 else (model.num_classes - 1,)
                 foreground = np.zeros((*extra, *labels.shape), np.float32)
-        kept = "".join(a for a in self.axes if a in "CYX")
+        kept = "".join(a for a in self.axes if a == "C" or a in self.unit)
         result = PredictionResult(
-            labels, probs, [], len(self.planes), foreground=foreground, options=self.options, classes=model.num_classes
+            labels,
+            probs,
+            [],
+            len(self.planes),
+            foreground=foreground,
+            options=self.options,
+            classes=model.num_classes,
+            ndim=model.ndim,
         )
         n = len(self.planes)
         for i, plane in enumerate(self.planes):
             image_plane = image[ax.image_index(self.axes, plane, slice(None), slice(None))]
             out_index = ax.output_index(self.axes, plane, slice(None), slice(None))
-            name = f"{self.name} (plane {plane})" if plane else self.name
+            name = f"{self.name} ({'volume' if model.ndim == 3 else 'plane'} {plane})" if plane else self.name
             kwargs = {
                 "axes": kept,
                 "tile_shape": self.tile_shape,
@@ -161,13 +181,17 @@ class PredictionJob:
                 gen = iter_predict(model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)
             elif instances:
                 gen = iter_predict(
-                    model, image_plane, out=_ForegroundOut(foreground, out_index, model.num_classes), **kwargs
+                    model,
+                    image_plane,
+                    out=_ForegroundOut(foreground, out_index, model.num_classes, model.ndim),
+                    **kwargs,
                 )
             else:
                 gen = iter_segment(model, image_plane, out=labels[out_index], **kwargs)
             for event in gen:
                 fraction = event.done / max(1, event.total) if event.stage == "predict" else 1.0
-                yield Progress(int(1000 * (i + fraction) / n), 1000, "predict", {"plane": i, "planes": n})
+                info = {"plane": i, "planes": n, "unit": "volume" if model.ndim == 3 else "plane"}
+                yield Progress(int(1000 * (i + fraction) / n), 1000, "predict", info)
                 if self._cancel.is_set():
                     gen.close()
                     # The unfinished plane holds some tiles only: clear it.
@@ -194,6 +218,7 @@ class PredictionJob:
                 offset=result.offset,
                 out=labels,
                 num_classes=model.num_classes,
+                ndim=model.ndim,
                 **self.options,
             )
         result.max_label = int(labels.max()) if labels.size else 0

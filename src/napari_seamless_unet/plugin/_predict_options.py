@@ -100,6 +100,7 @@ class Kept:
     plane: dict | None = None  # the plane of a per-plane run, in the axes ``stack_axes`` of ``labels_layer``
     stack_axes: str | None = None
     classes: int = 2  # the model's classes (3: ``foreground`` holds interior and border)
+    ndim: int = 2  # the model's (3: labelled volume by volume)
 
 
 class Relabelling:
@@ -130,6 +131,7 @@ class Relabelling:
             plane,
             stack_axes,
             result.classes,
+            result.ndim,
         )
         if self.instance_options.values() != self.kept.options:  # changed while the network ran
             self.relabel()
@@ -172,6 +174,7 @@ class Relabelling:
             stack_labels=stack,
             stack_axes=kept.stack_axes,
             num_classes=kept.classes,
+            ndim=kept.ndim,
         )
         self.status.value = "Re-labelling from the kept probabilities (the network is not run again)…"
         self.progress_bar.setRange(0, 0)  # busy

@@ -186,19 +186,23 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self._enable_options()
 
     def _enable_options(self) -> None:
-        """The post-processing options for instance models only (or a model file not loaded yet)."""
-        self.instance_options.enable(self._chosen_task() != "semantic", self.scope.value == "all")
+        """The post-processing options for instance models only (or a model file not loaded yet); no per-plane scope
+        for a 3D model (it segments whole volumes)."""
+        model = self._chosen_model()
+        self.scope.enabled = getattr(model, "ndim", 2) == 2
+        per_plane = self.scope.value == "plane" and self.scope.enabled
+        self.instance_options.enable(getattr(model, "task", None) != "semantic", not per_plane)
 
-    def _chosen_task(self) -> str | None:
-        """The task of the chosen model, or None when not known yet (a file not loaded)."""
+    def _chosen_model(self):
+        """The chosen model, or None when not known yet (a file not loaded)."""
         registry, name = self.registry, self.model.value
         if registry is None:
             return None
         if name != FROM_FILE and name in registry:
-            return registry.get(name).model.task
+            return registry.get(name).model
         path = str(self.model_file.line_edit.value or "").strip()
         entries = [registry.get(n) for n in registry.names()]
-        return next((e.model.task for e in entries if path and e.path == path), None)
+        return next((e.model for e in entries if path and e.path == path), None)
 
     def _on_file_chosen(self, *_):
         if self.model_file.line_edit.value:
@@ -235,7 +239,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         # Checked here, on the GUI thread, so that a wrong channel count is reported before any work starts.
         axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
         plane = None
-        if self.scope.value == "plane" and ax.stack_axes(axes):
+        if self.scope.value == "plane" and model.ndim == 2 and ax.stack_axes(axes):  # a 3D model: whole volumes
             plane = _layers.current_plane(layer, self.viewer, axes)
         options = self.instance_options.values()
         check_instance_options(options["threshold"], options["min_size"], options["method"])
@@ -282,8 +286,10 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self.drop_kept()  # the new run keeps its own
         self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
-        layer, _, plane, _, _ = self._target
+        layer, _, plane, model, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
+        if model.ndim == 3 and self.scope.value == "plane":
+            self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
         return self._launch(job)
 
     def cancel(self):
@@ -298,7 +304,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         if event.stage == "label":
             self.status.value = "Labelling the objects…"
         elif info.get("planes", 1) > 1:
-            self.status.value = f"plane {info['plane'] + 1} of {info['planes']}"
+            self.status.value = f"{info.get('unit', 'plane')} {info['plane'] + 1} of {info['planes']}"
 
     def _on_returned(self, result: PredictionResult):
         if isinstance(result, UserError):

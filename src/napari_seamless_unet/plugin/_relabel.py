@@ -3,7 +3,7 @@
 A :class:`~._predict_job.PredictionJob` of an instance model keeps the foreground probabilities of what it segmented
 (float32: the threshold sees exactly the values ``segment`` sees); :class:`RelabelJob` makes the labels again
 from them with other options, through the core's
-:func:`~napari_seamless_unet.core.instances.instances_from_foreground`, in a thread worker. Free of Qt.
+:func:`~napari_seamless_unet.core.foreground.instances_from_foreground`, in a thread worker. Free of Qt.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class RelabelResult:
 class RelabelJob:
     """Label again from the foreground probabilities a :class:`PredictionJob` kept, with other ``options``.
 
-    No network: only :func:`~napari_seamless_unet.core.instances.instances_from_foreground`. ``axes`` are those
+    No network: only :func:`~napari_seamless_unet.core.foreground.instances_from_foreground`. ``axes`` are those
     of ``foreground``; for a per-plane run, ``plane`` and ``stack_labels`` (axes ``stack_axes``) as in
     :class:`PredictionJob`, so that the plane's ids stay unique across the stack; ``num_classes`` those of the
     model (3: ``foreground`` holds interior and border).
@@ -61,10 +61,11 @@ class RelabelJob:
         stack_labels=None,
         stack_axes=None,
         num_classes: int = 2,
+        ndim: int = 2,
     ):
         self.foreground, self.axes, self.options = foreground, axes, dict(options)
         self.plane, self.stack_labels, self.stack_axes = plane, stack_labels, stack_axes
-        self.num_classes = num_classes
+        self.num_classes, self.ndim = num_classes, ndim
 
     def run(self) -> Generator[Progress, None, RelabelResult]:
         yield Progress(0, 1, "label")
@@ -72,6 +73,6 @@ class RelabelJob:
         if self.plane is not None and self.stack_labels is not None:
             offset = largest_id_outside(self.stack_labels, self.stack_axes, self.plane)
         labels = instances_from_foreground(
-            self.foreground, axes=self.axes, offset=offset, num_classes=self.num_classes, **self.options
+            self.foreground, axes=self.axes, offset=offset, num_classes=self.num_classes, ndim=self.ndim, **self.options
         )
         return RelabelResult(labels, self.options, offset, int(labels.max()) if labels.size else 0)

@@ -1,4 +1,5 @@
-"""The Train widget's advanced settings (network, augmentation, schedule, validation), in collapsed sections.
+"""The Train widget's settings beyond the pairs and the schedule: the network's dimensions (2D or 3D, shown in the
+main form) and the advanced settings (network, augmentation, schedule, validation), in collapsed sections.
 
 Each setting maps onto a :class:`~napari_seamless_unet.core.train.TrainConfig` field; "auto" (or 0) leaves the
 field to the trainer, which chooses it for the device and the time limit (``core/train/defaults.py``).
@@ -18,6 +19,8 @@ from ._ui import section
 PRESETS = {"auto (chosen for the device and time limit)": "auto"} | {
     preset_label(name): name for name in reversed(NETWORK_PRESETS)
 }
+#: The network's dimensions (TrainConfig.ndim): 3D only for image layers with a Z axis.
+DIMENSIONS = {"2D (planes)": 2, "3D (volumes; slow on a CPU)": 3}
 #: What an instance network learns (TrainConfig.instance_classes); benchmarks/README.md compares them.
 INSTANCE_OUTPUTS = {"2 classes and the weight map (the paper's)": 2, "3 classes: interior and border": 3}
 
@@ -26,6 +29,7 @@ class AdvancedSettings:
     """The widgets of the advanced settings and the :class:`TrainConfig` fields they stand for."""
 
     WIDGETS = (
+        "dimensions",
         "preset",
         "device",
         "instance_output",
@@ -45,6 +49,14 @@ class AdvancedSettings:
     def __init__(self):
         defaults = TrainConfig()
         augmentation = Augmentation()
+        self.dimensions = ComboBox(
+            label="dimensions",
+            choices=list(DIMENSIONS.items()),
+            value=2,
+            enabled=False,
+            tooltip="2D: a network for planes, trained on every annotated plane (the paper's); 3D: a network for "
+            "volumes, for images with a Z axis (the voxel size is the image layer's scale along Z, Y, X)",
+        )
         self.preset = ComboBox(label="size", choices=list(PRESETS.items()), value="auto")
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
         self.instance_output = ComboBox(
@@ -116,6 +128,7 @@ class AdvancedSettings:
         """The TrainConfig fields these settings give for ``task`` (None where the trainer chooses)."""
         intensity = float(self.intensity.value)
         return {
+            "ndim": int(self.dimensions.value),
             "instance_classes": int(self.instance_output.value) if task == "instances" else 2,
             "preset": None if self.preset.value == "auto" else self.preset.value,
             "device": None if self.device.value == "auto" else self.device.value,

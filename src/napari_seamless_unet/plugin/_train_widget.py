@@ -66,8 +66,8 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
     ----------
     viewer : napari.Viewer
     form : magicgui Container
-        The main settings (``task``, ``unlabelled``, ``steps``, ``time_budget``, ``save_path``); set their
-        ``.value`` from a script.
+        The main settings (``task``, ``dimensions``: 2 or 3, ``unlabelled``, ``steps``, ``time_budget``,
+        ``save_path``); set their ``.value`` from a script. 3D is enabled when every image chosen has a Z axis.
     sections : dict[str, QCollapsible]
         The collapsed sections of advanced settings: ``"network"`` (``preset``, ``device``), ``"augmentation"``
         (``elastic``, ``flips``, ``rotation``, ``intensity``), ``"schedule"`` (``learning_rate``, ``batch_size``,
@@ -134,16 +134,14 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.save_path.tooltip = (
             "the model file; the best one by validation score goes beside it as <name>.best.unet.pt"
         )
-        self.form = compact_widgets(
-            Container(widgets=[self.task, self.unlabelled, self.steps, self.time_budget, self.save_path])
-        )
-        self.form.margins = (0, 0, 0, 0)
-
         # Advanced settings, in collapsed sections; their widgets stay reachable as attributes of this widget.
         self.advanced = AdvancedSettings()
         for name in AdvancedSettings.WIDGETS:
             setattr(self, name, getattr(self.advanced, name))
         self.sections = self.advanced.sections
+        main = [self.task, self.dimensions, self.unlabelled, self.steps, self.time_budget, self.save_path]
+        self.form = compact_widgets(Container(widgets=main))
+        self.form.margins = (0, 0, 0, 0)
 
         self.train_button, self.stop_button, buttons = self._make_buttons("Train", "Stop (keep model)", self.stop)
         self.train_button.tooltip = "train in the background; the viewer stays usable"
@@ -183,23 +181,35 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             pick_default_layer(row.image, self.viewer, "Image")
             if row.labels.value is None:
                 row._guess_labels()
+        self._enable_dimensions()
 
     def add_pair(self, image=None, labels=None) -> _PairRow:
         """Add a row for one more (image, labels) pair."""
         row = _PairRow(self)
         row.remove.changed.connect(lambda *_: self._remove_row(row))
+        row.image.changed.connect(self._enable_dimensions)
         if image is not None:
             row.image.value = image
         if labels is not None:
             row.labels.value = labels
         self._pair_rows.append(row)
         self._rows.append(row.container)
+        self._enable_dimensions()
         return row
 
     def _remove_row(self, row):
         if len(self._pair_rows) > 1:
             self._pair_rows.remove(row)
             self._rows.remove(row.container)
+            self._enable_dimensions()
+
+    def _enable_dimensions(self, *_):
+        """3D only when every chosen image is a volume (has a Z axis); else back to 2D."""
+        images = [row.image.value for row in self._pair_rows]
+        volumes = bool(images) and all(_layers.has_z(image) for image in images)
+        if not volumes:
+            self.dimensions.value = 2
+        self.dimensions.enabled = volumes
 
     def set_pairs(self, pairs) -> None:
         """Replace the training pairs, e.g. ``set_pairs([(viewer.layers['cells'], viewer.layers['cells labels'])])``."""
@@ -240,11 +250,14 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
 
         Only shapes and names are looked at here (on the GUI thread): the job reads the layers' data in its worker.
         """
-        plan = _layers.plan_training(self.pairs, self.unlabelled.value)
-        config = self.make_config(axes=plan.axes, **overrides)
+        plan = _layers.plan_training(self.pairs, self.unlabelled.value, int(self.dimensions.value))
         image_layer = self.pairs[0][0]
+        if plan.ndim == 3:  # the voxel size is the image layer's scale along Z, Y, X
+            overrides = {"voxel_size": _layers.voxel_size(image_layer), **overrides}
+        config = self.make_config(axes=plan.axes, **overrides)
         preview, index, preview_axes = None, None, None
-        every = self._preview_steps()  # previews copy the live network from the progress events
+        # Previews copy the live network from the progress events; of a 2D network only (one plane of the image).
+        every = self._preview_steps() if plan.ndim == 2 else 0
         if every:
             axes = _layers.image_axes(image_layer)
             plane = _layers.current_plane(image_layer, self.viewer, axes)
@@ -301,7 +314,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         info = event.info or {}
         if event.stage == "read":
             self._started = time.monotonic()  # the time limit counts from here (about)
-            self.status.value = f"Training on {info.get('summary')}…"
+            self.status.value = f"Training ({info.get('dimensions', '2D network')}) on {info.get('summary')}…"
             return
         step = info.get("step", event.done)
         text = self._show_progress(step, event.total)
