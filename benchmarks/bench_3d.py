@@ -46,7 +46,7 @@ def volumes(shape, spacing: float, train_seed: int, test_seed: int):
     return train, test
 
 
-def run(kind: str, train, test, spacing: float, budget: float, device: str, save: Path | None) -> dict:
+def run(kind: str, train, test, spacing: float, budget: float, device: str, save: Path | None, overrides=None) -> dict:
     from napari_seamless_unet import TrainConfig, segment
     from napari_seamless_unet import train as train_model
     from napari_seamless_unet.core.metrics import match_instances
@@ -57,6 +57,7 @@ def run(kind: str, train, test, spacing: float, budget: float, device: str, save
         options.update(ndim=3, voxel_size=(spacing, 1.0, 1.0))
     if save is not None:
         options["save_path"] = str(save)
+    options.update(overrides or {})
     started = time.perf_counter()
     result = train_model([image], [labels], config=TrainConfig(**options))
     trained = time.perf_counter() - started
@@ -76,6 +77,7 @@ def run(kind: str, train, test, spacing: float, budget: float, device: str, save
         "tile": settings.get("tile_shape") or [settings.get("tile_size")] * 2,
         "train_seconds": round(trained, 1),
         "segment_seconds": round(segmented, 1),
+        "val_ap50": [round(v, 3) for v in result.history.get("val_ap50") or [] if v is not None],
     }
 
 
@@ -124,6 +126,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--throughput-model", help=argparse.SUPPRESS)  # the child process's job
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig value for both runs (repeatable)"
+    )
     args = parser.parse_args(argv)
     volume = tuple(int(v) for v in args.volume.split(","))
     if args.throughput_model:
@@ -131,6 +136,7 @@ def main(argv=None) -> None:
         return
 
     shape = tuple(int(v) for v in args.shape.split(","))
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     train, test = volumes(shape, args.spacing, args.seed, args.seed + 100)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +145,7 @@ def main(argv=None) -> None:
             if args.only and kind != args.only:
                 continue
             save = model_path if kind == "3d" else None
-            results.append(run(kind, train, test, args.spacing, args.budget, args.device, save))
+            results.append(run(kind, train, test, args.spacing, args.budget, args.device, save, overrides))
             r = results[-1]
             print(
                 f"{kind:>3}: AP@0.5 {r['ap50']:.3f}, foreground IoU {r['scores']['foreground_iou']:.3f}, "

@@ -142,9 +142,11 @@ def test_postprocess_runs_without_torch(tmp_path):
 def test_the_option_defaults_are_the_cores():
     import argparse
 
-    from napari_seamless_unet.cli.postprocess import add_instance_options
-    from napari_seamless_unet.core.postprocess import DEFAULT_THRESHOLD
+    from napari_seamless_unet.cli.postprocess import add_instance_options, instance_options
 
     parser = argparse.ArgumentParser()
     add_instance_options(parser)
-    assert parser.parse_args([]).threshold == DEFAULT_THRESHOLD
+    # not given: left to the core, whose defaults depend on the model (instances.default_options)
+    given = instance_options(parser.parse_args([]))
+    assert not {"threshold", "method", "min_size"} & set(given)
+    assert instance_options(parser.parse_args(["--threshold", "0.4"]))["threshold"] == 0.4

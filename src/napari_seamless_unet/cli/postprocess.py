@@ -40,11 +40,16 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--threshold",
         type=probability,
-        default=0.7,  # core.postprocess.DEFAULT_THRESHOLD, without importing it (--help stays fast)
+        default=None,  # the core's (instances.default_options), without importing it (--help stays fast)
         help="foreground where its probability is above this; three-class models: objects grow from the interior "
-        "above it into the foreground (interior + border) above it (default: %(default)s)",
+        "above it into the foreground (interior + border) above it (default: 0.7; 0.5 for a 3D model)",
     )
-    group.add_argument("--min-size", type=non_negative_int, default=0, help="drop objects smaller than this (pixels)")
+    group.add_argument(
+        "--min-size",
+        type=non_negative_int,
+        default=None,
+        help="drop objects smaller than this (pixels, voxels in 3D; default: 0; 30 for a 3D model)",
+    )
     group.add_argument(
         "--fill-holes",
         action=argparse.BooleanOptionalAction,
@@ -54,9 +59,9 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--method",
         choices=("components", "watershed"),
-        default="components",
+        default=None,
         help="objects are the connected components of the foreground, or a watershed that also splits objects "
-        "joined by a neck (default: %(default)s)",
+        "joined by a neck (default: components; watershed for a 3D model)",
     )
     group.add_argument(
         "--no-restore-borders",
@@ -73,8 +78,9 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
 
 
 def instance_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``segment`` and ``instances_from_probabilities`` from parsed options."""
-    return {
+    """The keyword arguments of ``segment`` and ``instances_from_probabilities`` from parsed options; those not
+    given are left out, so that the core's defaults (which depend on the model for ``segment``) apply."""
+    options = {
         "threshold": args.threshold,
         "min_size": args.min_size,
         "fill_holes": args.fill_holes,
@@ -82,6 +88,7 @@ def instance_options(args: argparse.Namespace) -> dict:
         "restore_borders": args.restore_borders,
         "link_planes": args.link_planes,
     }
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def add_parser(subparsers) -> None:

@@ -20,10 +20,9 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
     predict_tiles,
     shrink_after_oom,
 )
-from .instances import ForegroundSink, StackLabeller, holds_instance_ids
+from .instances import ForegroundSink, StackLabeller, default_options, holds_instance_ids
 from .model import UNet
 from .normalization import apply_statistics
-from .postprocess import DEFAULT_THRESHOLD
 from .progress import Progress, ProgressLike, run
 from .tiling import Tile, TileGrid, read_mirrored
 
@@ -307,10 +306,10 @@ def segment(
     device: str | torch.device | None = None,
     precision: str = "auto",
     out=None,
-    min_size: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
+    min_size: int | None = None,
+    threshold: float | None = None,
     fill_holes: bool = True,
-    method: str = "components",
+    method: str | None = None,
     restore_borders: bool = True,
     link_planes: bool = False,
     tta: bool = False,
@@ -325,7 +324,10 @@ def segment(
     held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
     are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
     used in training keeps a gap between touching objects, which is what separates them; ``restore_borders``
-    gives that gap back to the objects. A three-class instance model (background, interior, border) separates
+    gives that gap back to the objects. ``threshold``, ``method`` and ``min_size`` left None take the model's
+    defaults (:func:`~napari_seamless_unet.core.instances.default_options`): 0.7, components and 0 for a 2D
+    model; 0.5, a watershed in physical units and 30 voxels for a 3D one, whose objects touch across surfaces.
+    A three-class instance model (background, interior, border) separates
     them by its border class instead: the objects grow from the interior and take their border back. Ids are
     unique across a stack. These options do nothing for a semantic model (the argmax class of each pixel).
 
@@ -366,10 +368,10 @@ def iter_segment(
     *,
     axes: str | None = None,
     out=None,
-    min_size: int = 0,
-    threshold: float = DEFAULT_THRESHOLD,
+    min_size: int | None = None,
+    threshold: float | None = None,
     fill_holes: bool = True,
-    method: str = "components",
+    method: str | None = None,
     restore_borders: bool = True,
     link_planes: bool = False,
     name: str = "image",
@@ -381,6 +383,10 @@ def iter_segment(
         return (yield from iter_predict(model, image, axes=axes, output="labels", out=out, name=name, **kwargs))
     axes = _check_image(model, image, axes, name)
     out, spatial = _output_array(out, model, image.shape, axes, "labels", name)
+    defaults = default_options(model.ndim)
+    threshold = defaults["threshold"] if threshold is None else threshold
+    method = defaults["method"] if method is None else method
+    min_size = defaults["min_size"] if min_size is None else min_size
     labeller = StackLabeller(
         out,
         spatial,
@@ -392,6 +398,7 @@ def iter_segment(
         link_planes=link_planes,
         num_classes=model.num_classes,
         ndim=model.ndim,
+        spacing=model.voxel_size,
     )
     sink = ForegroundSink(labeller, model.num_classes)
     yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)

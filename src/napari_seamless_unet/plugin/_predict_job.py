@@ -39,6 +39,7 @@ class PredictionResult:
     offset: int = 0
     classes: int = 2  # the model's classes: ``foreground`` has a class axis (interior, border) when there are 3
     ndim: int = 2  # the model's: 3 labels whole volumes
+    spacing: tuple | None = None  # a 3D model's voxel size: physical distances in the post-processing
 
     @property
     def objects(self) -> int:
@@ -164,6 +165,7 @@ class PredictionJob:
             options=self.options,
             classes=model.num_classes,
             ndim=model.ndim,
+            spacing=model.voxel_size if model.ndim == 3 else None,
         )
         n = len(self.planes)
         for i, plane in enumerate(self.planes):
@@ -219,6 +221,7 @@ class PredictionJob:
                 out=labels,
                 num_classes=model.num_classes,
                 ndim=model.ndim,
+                spacing=result.spacing,
                 **self.options,
             )
         result.max_label = int(labels.max()) if labels.size else 0

@@ -101,6 +101,7 @@ class Kept:
     stack_axes: str | None = None
     classes: int = 2  # the model's classes (3: ``foreground`` holds interior and border)
     ndim: int = 2  # the model's (3: labelled volume by volume)
+    spacing: tuple | None = None  # a 3D model's voxel size
 
 
 class Relabelling:
@@ -132,6 +133,7 @@ class Relabelling:
             stack_axes,
             result.classes,
             result.ndim,
+            result.spacing,
         )
         if self.instance_options.values() != self.kept.options:  # changed while the network ran
             self.relabel()
@@ -175,6 +177,7 @@ class Relabelling:
             stack_axes=kept.stack_axes,
             num_classes=kept.classes,
             ndim=kept.ndim,
+            spacing=kept.spacing,
         )
         self.status.value = "Re-labelling from the kept probabilities (the network is not run again)…"
         self.progress_bar.setRange(0, 0)  # busy

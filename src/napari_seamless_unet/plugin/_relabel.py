@@ -62,10 +62,11 @@ class RelabelJob:
         stack_axes=None,
         num_classes: int = 2,
         ndim: int = 2,
+        spacing=None,
     ):
         self.foreground, self.axes, self.options = foreground, axes, dict(options)
         self.plane, self.stack_labels, self.stack_axes = plane, stack_labels, stack_axes
-        self.num_classes, self.ndim = num_classes, ndim
+        self.num_classes, self.ndim, self.spacing = num_classes, ndim, spacing
 
     def run(self) -> Generator[Progress, None, RelabelResult]:
         yield Progress(0, 1, "label")
@@ -73,6 +74,12 @@ class RelabelJob:
         if self.plane is not None and self.stack_labels is not None:
             offset = largest_id_outside(self.stack_labels, self.stack_axes, self.plane)
         labels = instances_from_foreground(
-            self.foreground, axes=self.axes, offset=offset, num_classes=self.num_classes, ndim=self.ndim, **self.options
+            self.foreground,
+            axes=self.axes,
+            offset=offset,
+            num_classes=self.num_classes,
+            ndim=self.ndim,
+            spacing=self.spacing,
+            **self.options,
         )
         return RelabelResult(labels, self.options, offset, int(labels.max()) if labels.size else 0)

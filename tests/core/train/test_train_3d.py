@@ -89,3 +89,17 @@ def test_instances_from_probabilities_of_a_3d_model_connect_objects_across_z():
     assert len(np.unique(volume)) == 3
     planes = instances_from_probabilities(probabilities, axes="CZYX")  # 2D: every plane on its own
     assert len(np.unique(planes)) == 4 + 2 + 1
+
+
+def test_a_3d_models_voxel_size_reaches_the_post_processing():
+    from napari_seamless_unet.core.postprocess import label_plane
+
+    _, labels = touching_spheres(spacing=(3.0, 1.0, 1.0))
+    foreground = (labels > 0).astype(np.float32)
+    probabilities = np.stack([1 - foreground, foreground])
+    options = {"method": "watershed", "threshold": 0.5, "min_size": 0, "fill_holes": True, "restore_borders": True}
+    physical = instances_from_probabilities(probabilities, axes="CZYX", ndim=3, spacing=(3.0, 1.0, 1.0), **options)
+    expected = label_plane(foreground, ndim=3, spacing=(3.0, 1.0, 1.0), **options)
+    np.testing.assert_array_equal(physical, expected)
+    voxels = instances_from_probabilities(probabilities, axes="CZYX", ndim=3, **options)
+    assert not np.array_equal(physical, voxels)  # the watershed's distances differ with the voxel size
