@@ -17,6 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 
 from ..core import axes as ax
+from ..core.instances import default_options
 from ..core.postprocess import DEFAULT_THRESHOLD, METHODS
 from ._common import UserError, report_exception, start_worker
 from ._relabel import RelabelJob, RelabelResult
@@ -64,6 +65,14 @@ class InstanceOptions:
             tooltip="instance models, whole stacks: an object keeps its id from plane to plane where it overlaps",
         )
         self.widgets = [getattr(self, name) for name in self.NAMES]
+        self.defaults_ndim = 2  # the model dimensions whose defaults the options were last set to
+
+    def use_defaults(self, ndim: int) -> None:
+        """Set threshold, method and minimum size to the core's defaults for a model of ``ndim`` dimensions (a 3D
+        model's objects touch across surfaces: watershed, 0.5, 30 voxels; ``instances.default_options``)."""
+        for name, value in default_options(ndim).items():
+            getattr(self, name).value = value
+        self.defaults_ndim = int(ndim)
 
     def values(self) -> dict:
         """The options as keywords of ``segment`` and ``instances_from_probabilities``."""

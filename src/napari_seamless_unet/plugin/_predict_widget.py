@@ -189,7 +189,10 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         """The post-processing options for instance models only (or a model file not loaded yet); no per-plane scope
         for a 3D model (it segments whole volumes)."""
         model = self._chosen_model()
-        self.scope.enabled = getattr(model, "ndim", 2) == 2
+        ndim = getattr(model, "ndim", 2)
+        if model is not None and ndim != self.instance_options.defaults_ndim:
+            self.instance_options.use_defaults(ndim)  # once per change of dimensions: the user's values stay
+        self.scope.enabled = ndim == 2
         per_plane = self.scope.value == "plane" and self.scope.enabled
         self.instance_options.enable(getattr(model, "task", None) != "semantic", not per_plane)
 
