@@ -25,8 +25,9 @@ from __future__ import annotations
 from .checkpoint import best_path
 from .config import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, OPTIMIZERS, SGD_MOMENTUM, UNLABELLED, TrainConfig
 from .defaults import resolve as resolve_defaults
-from .loop import TrainResult, iter_train, learning_rate_factor, train
+from .loop import TrainResult, iter_train, train
 from .loss import weighted_loss
+from .schedule import learning_rate_factor
 
 __all__ = [
     "DEFAULT_LEARNING_RATE",

@@ -8,7 +8,6 @@ network, precision, optimizer, random state and history (from a checkpoint when 
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -21,19 +20,19 @@ from .. import shapes
 from ..augment import PlaneStore, sample_batch
 from ..augment3d import VolumeStore, sample_batch_3d
 from ..devices import cudnn_autotune, resolve_device
-from ..errors import UNetInputError
 from ..model import UNet
 from ..model_io import save_model
 from ..normalization import Normalization
 from ..progress import Progress, ProgressLike, run
 from .checkpoint import best_path, read_resume, restore, training_state
-from .config import DEFAULT_STEPS, TrainConfig, check_config
+from .config import TrainConfig, check_config
 from .data import Plane, check_classes, make_planes, weight_map
 from .defaults import network_geometry, resolve
 from .history import Clock, new_history, record_step, record_validation
 from .inputs import check_pairs, check_validation
 from .loss import weighted_loss
 from .network import Precision, RandomStreams, build_model, make_optimizer
+from .schedule import learning_rate_factor, stop_step
 from .split import split
 from .validate import validate
 
@@ -137,7 +136,7 @@ class _Session:
         if state:
             self.step, planned = restore(state, self.optimizer, self.history, self.randomness)
         self.first_step = self.step
-        self.stop_at = _stop_at(config, self.step, planned, resumed=bool(state))
+        self.stop_at = stop_step(config, self.step, planned, resumed=bool(state))
         elapsed_before = float(self.history.get("elapsed_seconds") or 0.0)
         self.history["stopped"] = False
         self.history.pop("diverged", None)
@@ -285,32 +284,6 @@ class _Session:
     def _stamp_metadata(self) -> None:
         self.clock.stamp(self.history)
         self.model.metadata = {"train_config": self.config.to_dict(), "history": self.history}
-
-
-def learning_rate_factor(fraction: float, schedule: str, warmup: float) -> float:
-    """The share of the peak learning rate at ``fraction`` (0..1) of a run: linear warm-up, then cosine to 2%."""
-    if schedule == "constant":
-        return 1.0
-    if fraction < warmup:
-        return max(fraction, 1e-3) / warmup
-    progress = (fraction - warmup) / max(1e-9, 1.0 - warmup)
-    return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _stop_at(config: TrainConfig, step: int, planned: int | None, resumed: bool) -> int | None:
-    """The step this call ends at (None: only the time budget ends it)."""
-    if config.steps is not None:
-        return step + int(config.steps)
-    if resumed and planned is not None:
-        if planned <= step:
-            raise UNetInputError(
-                f"{config.resume_from!r} already finished its {planned} planned steps; pass steps=N to train N "
-                f"more (or a time_budget)."
-            )
-        return planned
-    if config.time_budget is not None:
-        return None
-    return step + DEFAULT_STEPS
 
 
 def iter_train(
