@@ -12,6 +12,22 @@ from napari_seamless_unet.core.synthetic import touching_discs
 
 
 @pytest.fixture
+def cli(capsys):
+    """``cli(*argv)`` runs the command line in this process: ``(exit status, stdout, stderr)``."""
+    from napari_seamless_unet.cli import main
+
+    def run(*argv):
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exit_:
+            status = exit_.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+@pytest.fixture
 def discs(tmp_path):
     """A 2D image and its instance labels as TIFFs; returns (image_path, labels_path, image, labels)."""
     image, labels = touching_discs((96, 112), n_objects=10, radius=(7, 12), seed=3)

@@ -135,14 +135,7 @@ def sample_batch(
     patch = torch.stack(patches)  # (B, C + 2, side, side)
 
     # Affine part: flips, 90-degree and free rotation, composed into one 2x2 matrix per sample.
-    angle = torch.zeros(batch_size, dtype=torch.float64)
-    if aug.rotate90:
-        angle += torch.randint(0, 4, (batch_size,), generator=g).double() * (math.pi / 2)
-    if aug.rotation > 0:
-        angle += (torch.rand(batch_size, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
-    flips = torch.ones(batch_size, 2, dtype=torch.float64)
-    if aug.flip:
-        flips = torch.where(torch.rand(batch_size, 2, generator=g) < 0.5, -1.0, 1.0).double()
+    angle, flips = random_turns_and_flips(batch_size, aug, g, axes=2)
     cos, sin = torch.cos(angle), torch.sin(angle)
     matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2) on (x, y)
     matrix = matrix * flips[:, None, :]
@@ -164,6 +157,21 @@ def sample_batch(
     weight = smooth[:, c] * (exact[:, 0] > 0)
     target = exact[:, 1].round().long()
     return _grey_values(image, aug, g), target, weight
+
+
+def random_turns_and_flips(
+    batch_size: int, aug: Augmentation, generator: torch.Generator, axes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: an in-plane angle (quarter turns plus a free rotation) and a sign per axis (flips), float64."""
+    angle = torch.zeros(batch_size, dtype=torch.float64)
+    if aug.rotate90:
+        angle += torch.randint(0, 4, (batch_size,), generator=generator).double() * (math.pi / 2)
+    if aug.rotation > 0:
+        angle += (torch.rand(batch_size, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
+    flips = torch.ones(batch_size, axes, dtype=torch.float64)
+    if aug.flip:
+        flips = torch.where(torch.rand(batch_size, axes, generator=generator) < 0.5, -1.0, 1.0).double()
+    return angle, flips
 
 
 #: the paper's tile side, over which ``elastic_grid`` points per side are spread

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import PAPER_TILE, Augmentation, _grey_values
+from .augment import PAPER_TILE, Augmentation, _grey_values, random_turns_and_flips
 
 #: torch's bicubic kernel parameter, so the 3D deformation is as smooth as the 2D one
 _CUBIC_A = -0.75
@@ -155,14 +155,7 @@ def _sampling_offsets(
     g = generator
     td, th, tw = tile
     ratio_y = _voxel_ratios(spacing)[1]
-    angle = torch.zeros(batch_size, dtype=torch.float64)
-    if aug.rotate90:
-        angle += torch.randint(0, 4, (batch_size,), generator=g).double() * (math.pi / 2)
-    if aug.rotation > 0:
-        angle += (torch.rand(batch_size, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(aug.rotation)
-    flips = torch.ones(batch_size, 3, dtype=torch.float64)
-    if aug.flip:
-        flips = torch.where(torch.rand(batch_size, 3, generator=g) < 0.5, -1.0, 1.0).double()
+    angle, flips = random_turns_and_flips(batch_size, aug, g, axes=3)
     cos, sin = torch.cos(angle), torch.sin(angle)
     zero, one = torch.zeros_like(cos), torch.ones_like(cos)
     matrix = torch.stack(  # (B, 3, 3) on (x, y, z)

@@ -74,20 +74,7 @@ def valid_input_size(size: int, depth: int = 4, mode: str = "nearest") -> int:
         Which valid size to return: the nearest (ties go up), the smallest one >= size, or the largest one <= size
         (never smaller than :func:`min_input_size`).
     """
-    _check_depth(depth)
-    step = 2**depth
-    smallest = min_input_size(depth)
-    if size <= smallest:
-        return smallest
-    below = smallest + ((int(size) - smallest) // step) * step
-    above = below if below == size else below + step
-    if mode == "up":
-        return above
-    if mode == "down":
-        return below
-    if mode == "nearest":
-        return below if size - below < above - size else above
-    raise ValueError(f"mode must be 'nearest', 'up' or 'down', got {mode!r}")
+    return AxisRule.paper(depth).valid_input_size(size, mode)
 
 
 def output_size(size: int, depth: int = 4) -> int:
