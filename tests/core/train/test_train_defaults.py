@@ -62,7 +62,7 @@ def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chose
     monkeypatch.setattr(
         defaults,
         "_step_seconds",
-        lambda base, depth, tile, channels, device, batch_norm=False, voxel_size=None: cost[depth],
+        lambda base, depth, tile, channels, device, batch_norm=False, voxel_size=None, precision="auto": cost[depth],
     )
     cpu = torch.device("cpu")
     for budget, depth in ((30 * 4, 2), (150 * 4, 3), (100_000, 4)):

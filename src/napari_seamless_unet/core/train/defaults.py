@@ -203,7 +203,9 @@ def _fastest_network_for_budget(
         tile = shapes.input_size_for_output(max(4, min(output, largest)), depth)
         tile_shape = training_tile_shape(network_geometry(config, depth), tile, config.voxel_size, plane_shapes)
         voxel_size = config.voxel_size if three_d else None
-        seconds = STEP_OVERHEAD * _step_seconds(base, depth, tile_shape, channels, device, batch_norm, voxel_size)
+        seconds = STEP_OVERHEAD * _step_seconds(
+            base, depth, tile_shape, channels, device, batch_norm, voxel_size, config.precision
+        )
         timings[f"{base}/{depth}/{tile}"] = round(seconds, 4)
         if best is None or seconds <= limit:
             best = (base, depth, tile)
@@ -220,12 +222,14 @@ def _step_seconds(
     device: torch.device,
     batch_norm: bool = False,
     voxel_size: tuple[float, ...] | None = None,
+    precision: str = "auto",
 ) -> float:
     """Seconds of one training step (forward, backward, Adam) of such a network: the best of three steps after two
     that warm up (the first calls of a shape choose and build its convolution kernels)."""
     import time
 
     from ..model import UNet
+    from .network import training_autocast_dtype
 
     with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
         tile_shape = (tile_shape, tile_shape) if isinstance(tile_shape, int) else tuple(tile_shape)
@@ -236,10 +240,12 @@ def _step_seconds(
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         x = torch.zeros(1, channels[0], *tile_shape, device=device)
+        amp = training_autocast_dtype(device, precision, ndim)  # as the run itself will train
         best = float("inf")
         for i in range(5):
             start = time.perf_counter()
-            loss = model(x).float().mean()
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = model(x).float().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

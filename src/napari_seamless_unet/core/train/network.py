@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..devices import autocast_dtype
+from ..devices import autocast_dtype, cpu_has_native_bf16
 from ..instances import INSTANCE_CLASS_NAMES
 from ..model import UNet
 from ..normalization import Normalization
@@ -115,6 +115,21 @@ def build_model(
     )
 
 
+def training_autocast_dtype(device: torch.device, precision: str, ndim: int = 2) -> torch.dtype | None:
+    """The autocast dtype of training, None for float32.
+
+    ``auto``: on CUDA what the device runs natively; on a CPU with native bf16, bf16 for 3D networks only (a 3D
+    training step took 0.4-0.5x the float32 time there: 38 against 96 ms for 8/2 on 28x72x72, benchmarks/README.md,
+    "3D"), while 2D training stays float32: on CPUs bf16 was slower for the small 2D networks people train there,
+    and its first steps in a non-main thread (the viewer's worker) took 30x longer.
+    """
+    if device.type == "cuda" or (device.type == "cpu" and precision in ("bf16", "fp16")):
+        return autocast_dtype(device, precision)
+    if device.type == "cpu" and precision == "auto" and int(ndim) == 3 and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
 @dataclass
 class Precision:
     """Memory layout, autocast dtype and gradient scaling of a run on one device."""
@@ -125,14 +140,9 @@ class Precision:
 
     @classmethod
     def choose(cls, device: torch.device, precision: str, ndim: int = 2) -> Precision:
-        # Channels-last picks the fast oneDNN/cuDNN convolution kernels on both CPU and CUDA. Autocast only on CUDA
-        # by default: on CPUs bf16 training was slower for the small networks people train there, and its first
-        # steps in a non-main thread (the viewer's worker) took 30x longer (benchmarks/README.md).
+        # Channels-last picks the fast oneDNN/cuDNN convolution kernels on both CPU and CUDA.
         channels_last = device.type in ("cuda", "cpu") and ndim == 2  # 3D: layers.Conv3d picks its own layout
-        if device.type == "cuda" or (device.type == "cpu" and precision in ("bf16", "fp16")):
-            amp_dtype = autocast_dtype(device, precision)
-        else:
-            amp_dtype = None
+        amp_dtype = training_autocast_dtype(device, precision, ndim)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         return cls(channels_last, amp_dtype, scaler)
 
