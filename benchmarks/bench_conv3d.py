@@ -3,7 +3,8 @@
 Part 1 prints forward and forward+backward GFLOP/s of single unpadded 3x3x3 convolutions, as torch's ``conv3d``
 and as one 2D convolution of the three z-neighbours stacked into channels (the form ``core.layers.Conv3d`` uses
 where it is faster). Part 2 prints the time of one training step (forward, backward, Adam) of the 3D networks
-the training defaults choose from (``train.defaults.BUDGET_CANDIDATES_3D`` and a few larger), with z spacing 3.
+the training defaults choose from (``train.defaults.BUDGET_CANDIDATES_3D`` and a few larger), with z spacing 3, in
+float32 and under bf16 autocast (what 3D training uses on a CPU with native bf16).
 
 Example::
 
@@ -61,14 +62,17 @@ def steps() -> None:
     from napari_seamless_unet import TrainConfig
     from napari_seamless_unet.core.train.defaults import _step_seconds, network_geometry, training_tile_shape
 
-    print("network | tile | output | step | output voxels/s")
+    print("network | tile | output | step fp32 | output voxels/s fp32 | step bf16 autocast | output voxels/s bf16")
     for base, depth, out in [(8, 2, 32), (8, 2, 64), (16, 2, 48), (16, 2, 64), (16, 3, 64), (32, 2, 64)]:
         geometry = network_geometry(TrainConfig(ndim=3, voxel_size=(3, 1, 1), depth=depth))
         y = geometry.rules[1]
         tile = training_tile_shape(geometry, y.valid_input_size(out + 2 * y.halo, "up"), (3, 1, 1), [(32, 256, 256)])
         output = geometry.output_shape(tile)
-        seconds = _step_seconds(base, depth, tile, (1, 2), torch.device("cpu"), False, (3.0, 1.0, 1.0))
-        print(f"{base}/{depth} | {tile} | {output} | {seconds * 1e3:.0f} ms | {np.prod(output) / seconds / 1e3:.0f} k")
+        row = f"{base}/{depth} | {tile} | {output}"
+        for precision in ("fp32", "bf16"):
+            seconds = _step_seconds(base, depth, tile, (1, 2), torch.device("cpu"), False, (3.0, 1.0, 1.0), precision)
+            row += f" | {seconds * 1e3:.0f} ms | {np.prod(output) / seconds / 1e3:.0f} k"
+        print(row)
 
 
 if __name__ == "__main__":
