@@ -8,6 +8,7 @@ the size and applies two convolutions. With ``depth`` poolings an input of size 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -21,22 +22,7 @@ def _check_depth(depth: int) -> None:
 
 def _output_size_or_reason(size: int, depth: int) -> tuple[int | None, str]:
     """Output size for one axis, or ``None`` and why the size is invalid."""
-    n = int(size)
-    for level in range(depth):
-        n -= 4
-        if n <= 0:
-            return None, f"it shrinks to nothing at level {level}"
-        if n % 2:
-            return None, f"level {level} would max-pool an odd size ({n})"
-        n //= 2
-    n -= 4
-    if n <= 0:
-        return None, "it shrinks to nothing at the bottom of the network"
-    for _ in range(depth):
-        n = 2 * n - 4
-        if n <= 0:
-            return None, "it shrinks to nothing in the expanding path"
-    return n, ""
+    return AxisRule.paper(depth).output_or_reason(size)
 
 
 def halo(depth: int = 4) -> int:
@@ -47,12 +33,7 @@ def halo(depth: int = 4) -> int:
 
 def min_input_size(depth: int = 4) -> int:
     """The smallest valid input size along one axis."""
-    _check_depth(depth)
-    n = 2**depth
-    size = n - 4 % n if 4 % n else n  # sizes are congruent to -4 modulo 2**depth
-    while _output_size_or_reason(size, depth)[0] is None:
-        size += n
-    return size
+    return AxisRule.paper(depth).min_input_size
 
 
 def is_valid_input_size(size: int, depth: int = 4) -> bool:
@@ -203,14 +184,14 @@ class AxisRule:
                 return None, "it shrinks to nothing in the expanding path"
         return n, ""
 
-    @property
+    @functools.cached_property
     def min_input_size(self) -> int:
         size = 1
         while self.output_or_reason(size)[0] is None:
             size += 1
         return size
 
-    @property
+    @functools.cached_property
     def halo(self) -> int:
         """Context consumed on each side along this axis."""
         size = self.min_input_size
