@@ -15,63 +15,22 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import axes as ax
+from .dask_blocks import Block, BlockJob, ModelPayload, make_block, run_block, statistics
 from .devices import resolve_device
 from .errors import UNetInputError
-from .inference import TileRunner, choose_tile_shape
 from .model import UNet
-from .normalization import Normalization, apply_statistics, plane_sample_index
-from .tiling import TileGrid, read_mirrored, reflect_indices
+from .normalization import plane_sample_index
 
 #: the default output block per axis of a 2D (Y, X) or 3D (Z, Y, X) network, before rounding to its pooling
 #: grid: about a million output pixels, so that the halo costs little (depth 4: 1208^2 / 1024^2 = 1.39 inputs
 #: per output pixel) and a plane of 8192^2 still makes 64 blocks to spread over workers
 DEFAULT_BLOCK = {2: (1024, 1024), 3: (64, 256, 256)}
-
-
-# -- the network in the graph ------------------------------------------------------------------------------------
-class ModelPayload:
-    """What a worker needs to rebuild a network: constructor arguments and float32 CPU weights (no pickled
-    module, no device); ``token`` names it, so a worker builds each network once."""
-
-    def __init__(self, model: UNet):
-        from dask.base import tokenize
-
-        self.config = dict(model.config)
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        self.token = tokenize(
-            repr(sorted(self.config.items())), *(v.float().numpy().tobytes() for v in self.state.values())
-        )
-
-    def build(self) -> UNet:
-        model = UNet(**self.config)
-        model.load_state_dict(self.state)
-        return model.eval()
-
-
-_RUNNERS: OrderedDict = OrderedDict()
-_RUNNERS_LOCK = threading.Lock()
-
-
-def _runner(payload: ModelPayload, device, precision: str, tile_shape: tuple, tta: bool) -> TileRunner:
-    """The network of ``payload`` on this process's device, built on first use and kept (a few at most)."""
-    key = (payload.token, str(device), precision, tile_shape, tta, os.getpid())
-    with _RUNNERS_LOCK:
-        runner = _RUNNERS.get(key)
-        if runner is None:
-            runner = TileRunner(payload.build(), resolve_device(device), precision, tile_shape, tta)
-            _RUNNERS[key] = runner
-            while len(_RUNNERS) > 4:
-                _RUNNERS.popitem(last=False)
-        return runner
 
 
 # -- the image ---------------------------------------------------------------------------------------------------
@@ -141,131 +100,6 @@ def _normalise_chunks(chunks, model: UNet, unit_shape) -> tuple[tuple[int, ...],
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class _Block:
-    """One output block of one plane (or volume): the region it writes, and how its tiles are laid out.
-
-    The tiles start at ``origin`` (the block's start rounded down to the pooling grid) and cover up to ``stop``;
-    ``box`` is the part of the image their mirrored inputs read.
-    """
-
-    plane: tuple[tuple[str, int], ...]
-    start: tuple[int, ...]
-    stop: tuple[int, ...]
-    origin: tuple[int, ...]
-    tile_shape: tuple[int, ...]
-    box: tuple[tuple[int, int], ...]
-
-    def tiles(self, geometry, image_shape):
-        """(output start, output stop, mirrored input indices) of every tile, in image coordinates."""
-        extent = tuple(b - o for b, o in zip(self.stop, self.origin))
-        grid = TileGrid.for_tile_shape(extent, self.tile_shape, geometry)
-        for tile in grid:
-            start = tuple(o + s for o, s in zip(self.origin, tile.out_start))
-            stop = tuple(min(a + s, b) for a, s, b in zip(start, grid.stride, self.stop))
-            indices = tuple(
-                reflect_indices(a - h, a - h + t, n)
-                for a, h, t, n in zip(start, grid.halos, self.tile_shape, image_shape)
-            )
-            yield start, stop, indices
-
-
-def _make_block(model: UNet, plane: dict, region, unit_shape, tile_shape, device) -> _Block:
-    geometry = model.geometry
-    start = tuple(a for a, _ in region)
-    stop = tuple(b for _, b in region)
-    origin = tuple((a // step) * step for a, step in zip(start, geometry.step))
-    extent = tuple(b - o for b, o in zip(stop, origin))
-    tiles = tuple(tile_shape) if tile_shape is not None else choose_tile_shape(model, extent, device)
-    block = _Block(tuple(plane.items()), start, stop, origin, tiles, ())
-    lows = list(unit_shape)
-    highs = [0 for _ in unit_shape]
-    for _, _, indices in block.tiles(geometry, unit_shape):
-        for axis, idx in enumerate(indices):
-            lows[axis] = min(lows[axis], int(idx.min()))
-            highs[axis] = max(highs[axis], int(idx.max()) + 1)
-    return _Block(block.plane, start, stop, origin, tiles, tuple(zip(lows, highs)))
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What every block task of one call shares (small: it is in every task)."""
-
-    axes: str
-    unit: str
-    unit_shape: tuple[int, ...]
-    device: str | None
-    precision: str
-    tta: bool
-    batch_size: int
-    output: str  # "probabilities", "labels" or "foreground" (the classes after the background, for labelling)
-    out_axes: str  # the result's axes without C
-    name: str
-
-
-def _read_piece(job: _Job, piece: np.ndarray, block: _Block, indices) -> np.ndarray:
-    """The mirrored input of one tile from ``piece`` (the image at ``block.box``, the plane's other axes kept at
-    length 1), as (C, *unit)."""
-    shifted = [idx - lo for idx, (lo, _) in zip(indices, block.box)]
-    positions = [job.axes.index(a) for a in job.unit]
-    prefix = tuple(0 if a in dict(block.plane) else slice(None) for a in job.axes)
-    values = read_mirrored(piece, prefix, *shifted, *positions)
-    return ax.to_cyx(values, job.axes, job.unit)
-
-
-def _run_block(job: _Job, payload: ModelPayload, statistics, piece: np.ndarray, block: _Block) -> np.ndarray:
-    """One output block: its tiles run on this worker's device, written into a block of the result."""
-    extent = tuple(b - a for a, b in zip(block.start, block.stop))
-    classes = payload.config["num_classes"]
-    if job.output == "probabilities":
-        out = np.zeros((classes, *extent), np.float32)
-    elif job.output == "foreground":
-        from .instances import object_classes
-
-        kept = object_classes(classes)
-        out = np.zeros((*(() if isinstance(kept, int) else (classes - 1,)), *extent), np.float32)
-    else:
-        out = np.zeros(extent, np.uint8 if classes <= 255 else np.int32)
-    runner = _runner(payload, job.device, job.precision, block.tile_shape, job.tta)
-    geometry = runner.model.geometry
-    offset, scale = statistics
-    tiles = list(block.tiles(geometry, job.unit_shape))
-    for first in range(0, len(tiles), job.batch_size):
-        batch_tiles = tiles[first : first + job.batch_size]
-        batch = []
-        for _, _, indices in batch_tiles:
-            values = _read_piece(job, piece, block, indices)
-            if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-                raise UNetInputError(
-                    f"{job.name} contains NaN or Inf values (plane {dict(block.plane) or 0}); replace them first, "
-                    f"e.g. numpy.nan_to_num."
-                )
-            batch.append(apply_statistics(values, offset, scale))
-        mode = "labels" if job.output == "labels" else "probabilities"
-        results = runner(np.stack(batch), mode)
-        for (start, stop, _), result in zip(batch_tiles, results):
-            lo = tuple(max(a, s) for a, s in zip(start, block.start))
-            src = tuple(slice(a - s, b - s) for a, b, s in zip(lo, stop, start))
-            dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, stop, block.start))
-            if job.output == "probabilities":
-                out[(slice(None), *dst)] = result[(slice(None), *src)]
-            elif job.output == "foreground":
-                out[dst if out.ndim == len(dst) else (slice(None), *dst)] = result[(kept, *src)]
-            else:
-                out[dst] = result[src]
-    # the result's axes: C (probabilities), then the image's axes without C, the plane's other axes of length 1
-    plane = dict(block.plane)
-    lead = out.ndim - len(job.unit)
-    order = [a for a in job.out_axes if a in job.unit]
-    values = np.transpose(out, (*range(lead), *(lead + job.unit.index(a) for a in order)))
-    shape = list(values.shape[:lead]) + [1 if a in plane else values.shape[lead + order.index(a)] for a in job.out_axes]
-    return values.reshape(shape)
-
-
-def _statistics(normalization: dict, axes: str, plane: tuple, sample: np.ndarray):
-    return Normalization.from_any(normalization).from_plane_sample(sample, axes, dict(plane))
-
-
 def check_image(model: UNet, image, axes, name):
     """``predict``'s checks of an image against the network (dtype, axes, context); returns the axes."""
     from .predict import _check_image
@@ -311,7 +145,7 @@ def build_graph(
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
     out_axes = ax.spatial_axes(axes)
     # Left open, each worker takes its own best device (a GPU where it has one); the tiles are chosen for ``dev``.
-    job = _Job(
+    job = BlockJob(
         axes,
         unit,
         unit_shape,
@@ -341,10 +175,10 @@ def build_graph(
         dependencies.append(sample)
         stats_key = (f"unet-stats-{token}", *plane.values())
         sample_key = (sample.name, *(0,) * sample.ndim)
-        dsk[stats_key] = (_statistics, model.normalization.to_dict(), axes, tuple(plane.items()), sample_key)
+        dsk[stats_key] = (statistics, model.normalization.to_dict(), axes, tuple(plane.items()), sample_key)
         for combo in itertools.product(*(range(len(b)) for b in bounds)):
             region = tuple(b[i] for b, i in zip(bounds, combo))
-            block = _make_block(model, plane, region, unit_shape, tile_shape, dev)
+            block = make_block(model, plane, region, unit_shape, tile_shape, dev)
             index = tuple(plane[a] if a in plane else slice(lo, hi) for a, (lo, hi) in _box_by_axis(axes, block))
             # the plane's other axes kept at length 1, so that the task's piece has the image's axes
             index = tuple(slice(i, i + 1) if isinstance(i, int) else i for i in index)
@@ -356,7 +190,7 @@ def build_graph(
             if output in ("probabilities", "foreground") and _lead(model, output):
                 key_index = (0, *key_index)
             dsk[(out_name, *key_index)] = (
-                _run_block,
+                run_block,
                 job,
                 payload_key,
                 stats_key,
@@ -382,7 +216,7 @@ def _lead(model: UNet, output: str) -> int:
     return 0
 
 
-def _box_by_axis(axes: str, block: _Block):
+def _box_by_axis(axes: str, block: Block):
     """(axis letter, (lo, hi)) for every image axis: the unit axes' box, the others whole (C) or the plane's."""
     unit = "ZYX"[-len(block.box) :]
     for a in axes:

@@ -9,6 +9,7 @@ import torch
 
 from . import axes as ax
 from . import dask_labels
+from .dask_holes import fill_holes_global
 from .dask_predict import as_dask_array, build_graph, check_image, image_axes
 from .instances import check_instance_options, default_options
 from .model import UNet
@@ -116,18 +117,18 @@ def label_foreground(
         return _label_whole_planes(foreground, unit, lead, threshold, min_size, fill_holes, restore_borders, spacing)
     if three_classes:
         seeds = interior > threshold
-        labels = dask_labels.global_components(seeds, unit)
+        labels = first = dask_labels.global_components(seeds, unit)
         if restore_borders:
             outside = (foreground[0] + foreground[1]) > threshold
             labels = dask_labels.grow_into_borders_global(labels, outside, unit, spacing)
         if min_size > 0:
             labels = dask_labels.remove_small_global(labels, min_size)
     else:
-        labels = dask_labels.global_components(interior > threshold, unit, min_size=min_size)
+        labels = first = dask_labels.global_components(interior > threshold, unit, min_size=min_size)
         if restore_borders:
             labels = dask_labels.restore_borders_global(labels, unit, spacing)
     if fill_holes:
-        labels = dask_labels.fill_holes_global(labels, unit)
+        labels = fill_holes_global(labels, unit, order=first)
     return labels.astype(np.int32) if isinstance(labels, da.Array) else labels
 
 
