@@ -57,6 +57,29 @@ def test_holes_are_filled_across_blocks():
     assert_same_partition(expected, got)
 
 
+def test_background_around_an_object_inside_a_hole_goes_to_the_enclosing_object():
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    image = ((r < 24) & (r >= 12)).astype(np.float32)  # a ring, its hole cut by the block borders at 32
+    image[29:35, 29:35] = 1  # an object inside the hole, apart from the ring
+    expected = label_plane(image, threshold=0.5, restore_borders=False)
+    assert expected[32, 38] == expected[32, 50] != expected[32, 32] > 0  # the ring took the background in its hole
+    got = label_foreground(da.from_array(image, chunks=32), unit=(0, 1), threshold=0.5, restore_borders=False)
+    assert_same_partition(expected, got.compute())
+
+
+@pytest.mark.parametrize("chunks", [(150, 170), 29])
+def test_a_ragged_noisy_map_with_every_step(discs, chunks):
+    """Noise makes holes, specks inside holes and objects touching at corners, cut by blocks everywhere."""
+    _, _, foreground = discs
+    noisy = np.clip(foreground * 0.9 + np.random.default_rng(0).normal(0, 0.25, foreground.shape), 0, 1)
+    expected = label_plane(noisy.astype(np.float32), threshold=0.6, min_size=4)
+    got = label_foreground(
+        da.from_array(noisy.astype(np.float32), chunks=chunks), unit=(0, 1), threshold=0.6, min_size=4
+    )
+    assert_same_partition(expected, got.compute())
+
+
 def test_three_classes_and_watershed(discs):
     _, labels, foreground = discs
     classes = interior_border_classes(labels)
