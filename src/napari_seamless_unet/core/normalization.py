@@ -71,18 +71,22 @@ class Normalization:
         segmented the same whether it comes alone or in a stack, and bleaching over time does not matter. Only a
         strided sample of the plane is read (a zarr plane is never loaded whole).
         """
-        n_channels = image.shape[axes.index("C")] if "C" in axes else 1
         if self.mode == "none":
+            n_channels = image.shape[axes.index("C")] if "C" in axes else 1
             return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
-        # the plane's Y and X (and a volume's Z, for a 3D network: then ``plane`` has no Z)
-        spatial = [image.shape[i] for i, a in enumerate(axes) if a != "C" and a not in plane]
-        step = max(1, int(np.ceil((np.prod(spatial, dtype=np.float64) / _MAX_SAMPLES) ** (1 / len(spatial)))))
-        index = tuple(plane[a] if a in plane else (slice(None) if a == "C" else slice(None, None, step)) for a in axes)
-        sample = image[index]
+        sample = image[plane_sample_index(image.shape, axes, plane)]
         if hasattr(sample, "compute"):  # dask
             sample = sample.compute()
+        return self.from_plane_sample(sample, axes, plane)
+
+    def from_plane_sample(self, sample, axes: str, plane: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, scale)`` from what ``image[plane_sample_index(image.shape, axes, plane)]`` read: the same
+        statistics as :meth:`plane_statistics`, for a caller (a dask task) that reads the sample itself."""
         sample = np.asarray(sample, dtype=np.float64)
         kept = [a for a in axes if a not in plane]
+        n_channels = sample.shape[kept.index("C")] if "C" in kept else 1
+        if self.mode == "none":
+            return np.zeros(n_channels, np.float32), np.ones(n_channels, np.float32)
         if "C" in kept:
             sample = np.moveaxis(sample, kept.index("C"), 0)
         return self._from_sample(sample.reshape(n_channels, -1))
@@ -128,6 +132,14 @@ def _sparse_fallback(sample: np.ndarray, lo: np.ndarray, hi: np.ndarray, low: fl
         )
         hi[c] = new_hi
     return lo, hi
+
+
+def plane_sample_index(shape, axes: str, plane: dict[str, int]) -> tuple:
+    """The index of the strided sample of one plane (or volume: ``plane`` without Z) that its statistics are
+    taken from: every ``step``-th pixel along each spatial axis, about :data:`_MAX_SAMPLES` values a channel."""
+    spatial = [shape[i] for i, a in enumerate(axes) if a != "C" and a not in plane]
+    step = max(1, int(np.ceil((np.prod(spatial, dtype=np.float64) / _MAX_SAMPLES) ** (1 / len(spatial)))))
+    return tuple(plane[a] if a in plane else (slice(None) if a == "C" else slice(None, None, step)) for a in axes)
 
 
 def apply_statistics(tile: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
