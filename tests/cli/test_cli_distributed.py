@@ -134,13 +134,16 @@ def test_a_folder_is_spread_over_the_workers(cli, tmp_path, discs, semantic_mode
 
 
 def test_scheduler_runs_on_an_existing_cluster(cli, tmp_path, discs, instance_model, shared_cluster):
-    out = tmp_path / "probabilities.tif"
-    status, stdout, stderr = cli(
-        "predict", instance_model, discs[0], "-o", out, "--scheduler", shared_cluster.scheduler_address
-    )
+    """A compressed, tiled TIFF (a zarr view that cannot be pickled) reaches the workers as its path."""
+    image = discs[2]
+    src, out = tmp_path / "tiled.tif", tmp_path / "probabilities.tif"
+    tifffile.imwrite(src, image, tile=(32, 32), compression="zlib")
+    address = shared_cluster.scheduler_address
+    status, stdout, stderr = cli("predict", instance_model, src, "-o", out, "--scheduler", address, "--chunk-size", 48)
     assert status == 0, stderr
-    assert "dask dashboard:" in stderr and str(out) in stdout
-    expected = predict(load_model(instance_model), discs[2])
+    assert "dask dashboard:" in stderr and "6/6" in stderr  # 2 x 3 blocks of 48 x 48
+    assert stdout == f"{src} -> {out} (probabilities 2x96x112 CYX)\n"
+    expected = predict(load_model(instance_model), image)
     np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-5)
     with distributed.Client(shared_cluster) as client:  # connecting to the cluster did not close it
         assert len(client.scheduler_info()["workers"]) == 2

@@ -179,17 +179,22 @@ def _run_dask(args, model, pairs, output: str) -> None:
     import numpy as np
 
     from ..core.predict import output_dtype, output_layout
-    from ..io import create_zarr_output, open_image, write_tiff
+    from ..io import ImageFile, create_zarr_output, is_zarr, open_image, write_tiff
     from ._cluster import cluster, compute_blocks
 
     with cluster(args) as client:
         import dask.array as da
 
-        from ..core.dask_predict import predict_dask, segment_dask
+        from .. import predict_dask, segment_dask
 
         jobs, lines = [], [""] * len(pairs)
         for src, dst in pairs:
-            image, file_axes = open_image(src)
+            # zarr arrays travel to the workers as they are; other files as their path (each worker opens them)
+            if is_zarr(src):
+                image, file_axes = open_image(src)
+            else:
+                image = ImageFile(src)
+                file_axes = image.axes
             axes = args.axes or file_axes
             shape, out_axes = output_layout(model, image.shape, axes, output)
             kwargs = {**_core_options(args, axes), "chunks": args.chunk_size, "name": src.name}
