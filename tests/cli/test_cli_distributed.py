@@ -3,6 +3,7 @@ process, inputs spread over the workers, and the one-line errors of the options.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import dask
@@ -102,7 +103,15 @@ def test_workers_segment_the_same_objects(cli, tmp_path, blobs, instance_model, 
     )
     assert status == 0, stderr
     assert stdout == stderr == ""  # --quiet: no dashboard, no bar, no summary
-    assert local_clusters == [{"n_workers": 2, "processes": True, "threads_per_worker": 1, "memory_limit": "auto"}]
+    assert local_clusters == [
+        {
+            "n_workers": 2,
+            "processes": True,
+            "threads_per_worker": 1,
+            "memory_limit": "auto",
+            "silence_logs": logging.CRITICAL,  # a failed block's error is the command's one line
+        }
+    ]
     expected, written = tifffile.imread(here), zarr.open_array(str(there), mode="r")
     assert written.dtype == np.int32 and written.attrs["axes"] == "YX"
     assert len(np.unique(expected)) > 5  # several objects, some across the blocks
@@ -147,6 +156,32 @@ def test_scheduler_runs_on_an_existing_cluster(cli, tmp_path, discs, instance_mo
     np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-5)
     with distributed.Client(shared_cluster) as client:  # connecting to the cluster did not close it
         assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_an_error_in_a_block_is_one_line(cli, tmp_path, discs, instance_model, shared_cluster):
+    image = discs[2].copy()
+    image[50, 60] = np.nan
+    src = tmp_path / "nan.tif"
+    tifffile.imwrite(src, image)
+    address = shared_cluster.scheduler_address
+    status, stdout, stderr = cli("predict", instance_model, src, "-o", tmp_path / "out.tif", "--scheduler", address)
+    assert status == 1 and stdout == ""
+    assert stderr.splitlines()[-1].startswith("seamless-unet: error: the image contains NaN or Inf values")
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_dead_workers_are_a_hint_about_memory(monkeypatch):
+    from napari_seamless_unet.cli import _cluster
+
+    class Died(Exception):
+        pass
+
+    class Future:
+        def result(self):
+            raise Died("all those workers died")
+
+    with pytest.raises(_cluster.UNetInputError, match=r"dask workers died .* \(--memory-limit\)"):
+        _cluster._raise(Future(), Died)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -141,6 +142,8 @@ def cluster(args: argparse.Namespace) -> Iterator:
                 processes=True,
                 threads_per_worker=args.threads_per_worker or 1,
                 memory_limit=_memory_limit(args.memory_limit),
+                # a failed block is logged by its worker (many lines) and raised here: the error stays one line
+                silence_logs=logging.CRITICAL,
             )
             stack.enter_context(local)
             client = distributed.Client(local, set_as_default=True)
@@ -178,7 +181,7 @@ def compute_blocks(
                     done(i, persisted[i])
             for future in distributed.as_completed(list(futures.values())):
                 if future.status == "error":
-                    future.result()  # raises the task's exception
+                    _raise(future, distributed.KilledWorker)
                 bar.update(1)
                 for i in owners.pop(future.key):
                     left[i] -= 1
@@ -189,3 +192,14 @@ def compute_blocks(
     except BaseException:
         client.cancel(list(futures.values()))
         raise
+
+
+def _raise(future, killed: type) -> None:
+    """Raise the exception of a failed block (an input error as it was); workers that died say what may help."""
+    try:
+        future.result()
+    except killed:
+        raise UNetInputError(
+            "dask workers died computing a block (out of memory?): give each worker more memory (--memory-limit), "
+            "use fewer workers or threads, or smaller blocks (--chunk-size)."
+        ) from None

@@ -185,7 +185,7 @@ def _run_dask(args, model, pairs, output: str) -> None:
     with cluster(args) as client:
         import dask.array as da
 
-        from .. import predict_dask, segment_dask
+        import napari_seamless_unet as api  # predict_dask and segment_dask, loaded when used
 
         jobs, lines = [], [""] * len(pairs)
         for src, dst in pairs:
@@ -199,9 +199,9 @@ def _run_dask(args, model, pairs, output: str) -> None:
             shape, out_axes = output_layout(model, image.shape, axes, output)
             kwargs = {**_core_options(args, axes), "chunks": args.chunk_size, "name": src.name}
             if output == "labels":
-                result = segment_dask(model, image, **instance_options(args), **kwargs)
+                result = api.segment_dask(model, image, **instance_options(args), **kwargs)
             else:
-                result = predict_dask(model, image, **kwargs)
+                result = api.predict_dask(model, image, **kwargs)
             dst.parent.mkdir(parents=True, exist_ok=True)
             if dst.suffix.lower() == ".zarr":
                 attrs = {"source": str(src), "model": str(args.model), "output": output}
