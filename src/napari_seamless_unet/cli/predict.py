@@ -199,7 +199,8 @@ def _run_dask(args, model, pairs, output: str) -> None:
             shape, out_axes = output_layout(model, image.shape, axes, output)
             kwargs = {**_core_options(args, axes), "chunks": args.chunk_size, "name": src.name}
             if output == "labels":
-                result = api.segment_dask(model, image, **instance_options(args), **kwargs)
+                options = {k: v for k, v in instance_options(args).items() if k != "link_planes"}  # refused above
+                result = api.segment_dask(model, image, **options, **kwargs)
             else:
                 result = api.predict_dask(model, image, **kwargs)
             dst.parent.mkdir(parents=True, exist_ok=True)
