@@ -10,9 +10,10 @@ import dask
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
-from napari_seamless_unet import load_model, predict
+from napari_seamless_unet import UNet, load_model, predict, save_model
 from napari_seamless_unet.core.synthetic import touching_discs
 
 distributed = pytest.importorskip("distributed")
@@ -156,6 +157,25 @@ def test_scheduler_runs_on_an_existing_cluster(cli, tmp_path, discs, instance_mo
     np.testing.assert_allclose(tifffile.imread(out), expected, atol=1e-5)
     with distributed.Client(shared_cluster) as client:  # connecting to the cluster did not close it
         assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_a_3d_model_in_blocks_of_z_y_x(cli, tmp_path, shared_cluster):
+    torch.manual_seed(0)
+    model = UNet(base_channels=2, depth=1, dropout=0.0, task="instances", ndim=3, voxel_size=(3, 1, 1))
+    model_path = save_model(model, tmp_path / "vol.unet.pt")
+    planes = [touching_discs((48, 56), n_objects=4, radius=(6, 9), seed=s)[0] for s in range(3)]
+    volume = np.repeat(np.stack(planes), 4, axis=0).astype(np.float32)
+    src, out = tmp_path / "vol.tif", tmp_path / "vol.zarr"
+    tifffile.imwrite(src, volume, imagej=True, metadata={"axes": "ZYX"})
+    address = shared_cluster.scheduler_address
+    status, stdout, stderr = cli(
+        "predict", model_path, src, "-o", out, "--scheduler", address, "--chunk-size", "6x24x28"
+    )
+    assert status == 0, stderr
+    assert "(probabilities 2x12x48x56 CZYX)" in stdout
+    written = zarr.open_array(str(out), mode="r")
+    assert written.attrs["axes"] == "CZYX"
+    np.testing.assert_allclose(np.asarray(written), predict(load_model(model_path), volume, axes="ZYX"), atol=1e-5)
 
 
 def test_an_error_in_a_block_is_one_line(cli, tmp_path, discs, instance_model, shared_cluster):
