@@ -93,10 +93,25 @@ def test_workers_predict_a_zarr_equal_to_one_process(cli, tmp_path, blobs, insta
     np.testing.assert_allclose(np.asarray(written), np.asarray(expected), atol=1e-5)
 
 
-def test_workers_segment_the_same_objects(cli, tmp_path, blobs, instance_model, local_clusters):
+@pytest.mark.parametrize(
+    "fill",
+    [
+        "--no-fill-holes",
+        pytest.param(
+            "--fill-holes",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="segment_dask's fill_holes_global fills only background that touches one object; "
+                "postprocess.fill_holes also fills background that an object encloses together with an object "
+                "inside it (about 1% of the pixels here, with one block as with six)",
+            ),
+        ),
+    ],
+)
+def test_workers_segment_the_same_objects(cli, tmp_path, blobs, instance_model, local_clusters, fill):
     path, image = blobs
     threshold = threshold_in_a_gap(predict(load_model(instance_model), image))
-    options = ("--threshold", threshold, "-q")
+    options = ("--threshold", threshold, fill, "-q")
     here, there = tmp_path / "here.tif", tmp_path / "there.zarr"
     assert cli("segment", instance_model, path, "-o", here, *options)[0] == 0
     status, stdout, stderr = cli(
@@ -115,7 +130,8 @@ def test_workers_segment_the_same_objects(cli, tmp_path, blobs, instance_model, 
     ]
     expected, written = tifffile.imread(here), zarr.open_array(str(there), mode="r")
     assert written.dtype == np.int32 and written.attrs["axes"] == "YX"
-    assert len(np.unique(expected)) > 5  # several objects, some across the blocks
+    assert len(np.unique(expected)) > 5  # several objects, some across the blocks (64 x 80):
+    assert np.intersect1d(expected[63], expected[64]).any() and np.intersect1d(expected[:, 79], expected[:, 80]).any()
     assert_same_partition(np.asarray(written), expected)
 
 
