@@ -93,3 +93,31 @@ def test_unreadable_images_are_input_errors(tmp_path, name, content, needle):
         (tmp_path / name).write_bytes(content)
     with pytest.raises(UNetInputError, match=needle):
         open_image(tmp_path / name)
+
+
+@pytest.mark.parametrize("layout", ["plain", "tiled", "npy"])
+def test_image_file_pickles_small_and_opens_again_where_it_is_read(tmp_path, layout):
+    """A memory map pickles its pixels and a zarr view of a tiled TIFF not at all; an ImageFile pickles its path."""
+    import pickle
+
+    import dask
+    import dask.array as da
+
+    from napari_seamless_unet.io import ImageFile
+
+    data = np.arange(256 * 320, dtype=np.float32).reshape(256, 320)
+    path = tmp_path / ("image.npy" if layout == "npy" else "image.tif")
+    if layout == "npy":
+        np.save(path, data)
+    else:
+        kwargs = {"tile": (64, 64), "compression": "zlib"} if layout == "tiled" else {}
+        tifffile.imwrite(path, data, metadata={"axes": "YX"}, **kwargs)
+    image = ImageFile(path)
+    assert (image.shape, image.dtype, image.ndim) == ((256, 320), np.float32, 2)
+    assert image.axes == (None if layout == "npy" else "YX")
+    pickled = pickle.dumps(image)
+    assert len(pickled) < 1000
+    copy = pickle.loads(pickled)
+    np.testing.assert_array_equal(copy[10:20, 300:], data[10:20, 300:])
+    assert dask.base.tokenize(copy) == dask.base.tokenize(ImageFile(path))
+    np.testing.assert_array_equal(da.from_array(copy, chunks=(100, 100)).compute(), data)

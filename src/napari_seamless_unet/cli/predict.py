@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import UNetInputError
+from ._cluster import add_cluster_options, uses_dask
 from ._common import (
     ProgressBar,
     add_output_options,
@@ -67,58 +68,157 @@ def add_parser(subparsers) -> None:
         )
         if name == "segment":
             add_instance_options(sub)
+        add_cluster_options(sub)
         add_run_options(sub)
         sub.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    """Predict or segment every input (``args.command``), writing TIFFs whole and zarr outputs tile by tile."""
-    import numpy as np
-
+    """Predict or segment every input (``args.command``), writing TIFFs whole and zarr outputs tile by tile; with
+    ``--workers`` or ``--scheduler``, block by block on dask workers (all inputs together)."""
     from ..core.model_io import load_model
-    from ..core.predict import output_dtype, output_layout, predict, segment
-    from ..io import create_zarr_output, list_images, open_image, output_paths, write_tiff
+    from ..io import list_images, output_paths
 
     output = COMMANDS[args.command][2]
+    on_dask = uses_dask(args)
     check_device(args.device)
     model = load_model(args.model, device="cpu")
-    if args.tile_size is not None:
-        if len(args.tile_size) != model.ndim:
+    for option, sizes in (("--tile-size", args.tile_size), ("--chunk-size", args.chunk_size)):
+        if sizes is not None and len(sizes) != model.ndim:
             raise UNetInputError(
-                f"--tile-size {'x'.join(map(str, args.tile_size))} does not fit the model, a {model.ndim}D network: "
-                + ("give Z x Y x X, e.g. 20x188x188." if model.ndim == 3 else "give Y x X, e.g. 572 or 572x700.")
+                f"{option} {'x'.join(map(str, sizes))} does not fit the model, a {model.ndim}D network: "
+                + (
+                    f"give Z x Y x X, e.g. {'20x188x188' if option == '--tile-size' else '16x512x512'}."
+                    if model.ndim == 3
+                    else f"give Y x X, e.g. {'572 or 572x700' if option == '--tile-size' else '1024 or 1024x2048'}."
+                )
             )
+    if args.tile_size is not None:
         model.geometry.check_input_shape(args.tile_size, what="tile")
+    if on_dask and getattr(args, "link_planes", False):
+        raise UNetInputError(
+            "--link-planes follows objects from plane to plane, which the dask path (blocks labelled in parallel) "
+            "does not do: run without --workers/--scheduler to link planes."
+        )
     inputs = [p for path in args.inputs for p in list_images(path)]
-    for src, dst in zip(inputs, output_paths(inputs, args.output, output, args.format)):
-        image, file_axes = open_image(src)
-        axes = args.axes or file_axes
-        shape, out_axes = output_layout(model, image.shape, axes, output)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        to_zarr = dst.suffix.lower() == ".zarr"
-        out = None
-        if to_zarr:
-            attrs = {"source": str(src), "model": str(args.model), "output": output}
-            out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
-        kwargs = {
-            "axes": axes,
-            "tile_shape": args.tile_size,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "precision": args.precision,
-            "out": out,
-            "tta": args.tta,
-        }
-        with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
-            if output == "labels":
-                result = segment(model, image, progress=bar, **instance_options(args), **kwargs)
-            else:
-                result = predict(model, image, progress=bar, **kwargs)
-        if not to_zarr:
-            write_tiff(dst, result, out_axes)
-        found = ""
-        if output == "labels" and model.task == "instances" and not to_zarr:
-            found = f", {len(np.unique(result)) - (1 if np.any(result == 0) else 0)} objects"
-        if not args.quiet:
-            print(f"{src} -> {dst} ({output} {'x'.join(map(str, shape))} {out_axes}{found})")
+    pairs = list(zip(inputs, output_paths(inputs, args.output, output, args.format)))
+    if on_dask:
+        _run_dask(args, model, pairs, output)
+    else:
+        for src, dst in pairs:
+            _run_here(args, model, src, dst, output)
     return 0
+
+
+def _core_options(args, axes) -> dict:
+    """The keyword arguments that predict/segment and predict_dask/segment_dask share."""
+    return {
+        "axes": axes,
+        "tile_shape": args.tile_size,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "precision": args.precision,
+        "tta": args.tta,
+    }
+
+
+def _summary(model, src, dst, output: str, shape, out_axes: str, result=None) -> str:
+    """``src -> dst (labels 96x112 YX, 10 objects)``; the objects are counted where the result is in memory."""
+    import numpy as np
+
+    found = ""
+    if output == "labels" and model.task == "instances" and result is not None:
+        found = f", {len(np.unique(result)) - (1 if np.any(result == 0) else 0)} objects"
+    return f"{src} -> {dst} ({output} {'x'.join(map(str, shape))} {out_axes}{found})"
+
+
+def _run_here(args, model, src, dst, output: str) -> None:
+    """One input in this process: the core's loop, tile by tile, into a zarr output or an array for a TIFF."""
+    from ..core.predict import output_dtype, output_layout, predict, segment
+    from ..io import create_zarr_output, open_image, write_tiff
+
+    image, file_axes = open_image(src)
+    axes = args.axes or file_axes
+    shape, out_axes = output_layout(model, image.shape, axes, output)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    to_zarr = dst.suffix.lower() == ".zarr"
+    out = None
+    if to_zarr:
+        attrs = {"source": str(src), "model": str(args.model), "output": output}
+        out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
+    kwargs = {**_core_options(args, axes), "out": out}
+    with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
+        if output == "labels":
+            result = segment(model, image, progress=bar, **instance_options(args), **kwargs)
+        else:
+            result = predict(model, image, progress=bar, **kwargs)
+    if not to_zarr:
+        write_tiff(dst, result, out_axes)
+    if not args.quiet:
+        print(_summary(model, src, dst, output, shape, out_axes, None if to_zarr else result))
+
+
+def _on_chunk_grid(result, chunks: tuple[int, ...]):
+    """``result`` with every block boundary on a boundary of the zarr ``chunks``, so that no two blocks (written
+    by different processes, without a lock) share a zarr chunk; rechunked along the axes where that is not so."""
+    import itertools
+
+    target, aligned = [], True
+    for sizes, step in zip(result.chunks, chunks):
+        if all(edge % step == 0 for edge in list(itertools.accumulate(sizes))[:-1]):
+            target.append(sizes)
+        else:
+            target.append(step * -(-max(sizes) // step))  # the smallest multiple of the zarr chunk that holds a block
+            aligned = False
+    return result if aligned else result.rechunk(tuple(target))
+
+
+def _run_dask(args, model, pairs, output: str) -> None:
+    """Every input as a lazy dask result, computed together on the workers of ``--workers``/``--scheduler``:
+    zarr outputs stored block by block, TIFFs gathered and written here when their last block is done."""
+    import numpy as np
+
+    from ..core.predict import output_dtype, output_layout
+    from ..io import ImageFile, create_zarr_output, is_zarr, open_image, write_tiff
+    from ._cluster import cluster, compute_blocks
+
+    with cluster(args) as client:
+        import dask.array as da
+
+        import napari_seamless_unet as api  # predict_dask and segment_dask, loaded when used
+
+        jobs, lines = [], [""] * len(pairs)
+        for src, dst in pairs:
+            # zarr arrays travel to the workers as they are; other files as their path (each worker opens them)
+            if is_zarr(src):
+                image, file_axes = open_image(src)
+            else:
+                image = ImageFile(src)
+                file_axes = image.axes
+            axes = args.axes or file_axes
+            shape, out_axes = output_layout(model, image.shape, axes, output)
+            kwargs = {**_core_options(args, axes), "chunks": args.chunk_size, "name": src.name}
+            if output == "labels":
+                options = {k: v for k, v in instance_options(args).items() if k != "link_planes"}  # refused above
+                result = api.segment_dask(model, image, **options, **kwargs)
+            else:
+                result = api.predict_dask(model, image, **kwargs)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.suffix.lower() == ".zarr":
+                attrs = {"source": str(src), "model": str(args.model), "output": output}
+                out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
+                result = da.store(_on_chunk_grid(result, out.chunks), out, lock=False, compute=False)
+            jobs.append((src, dst, shape, out_axes, result))
+
+        def done(i: int, persisted) -> None:
+            src, dst, shape, out_axes, _ = jobs[i]
+            data = None
+            if dst.suffix.lower() != ".zarr":
+                data = np.asarray(persisted.compute())
+                write_tiff(dst, data, out_axes)
+            lines[i] = _summary(model, src, dst, output, shape, out_axes, data)
+
+        desc = pairs[0][0].name if len(pairs) == 1 else f"{len(pairs)} images"
+        compute_blocks(client, [job[-1] for job in jobs], done, quiet=args.quiet, desc=desc)
+    if not args.quiet:
+        print("\n".join(lines))

@@ -1,7 +1,7 @@
 """Image files: finding, opening and pairing inputs, and writing results (numpy, tifffile, zarr; no torch).
 
 - :mod:`.read`: :func:`list_images`, :func:`open_image` (TIFF memory-mapped or as a lazy zarr view, zarr, npy),
-  :func:`open_zarr`.
+  :func:`open_zarr`; :class:`ImageFile`, an image file as a lazy array that can be pickled (for dask workers).
 - :mod:`.metadata`: :func:`voxel_size`, the physical pixel or voxel size a TIFF or OME-Zarr records.
 - :mod:`.pairs`: :func:`pair_images_and_labels` by file name, :func:`load_pairs` for training.
 - :mod:`.write`: :func:`output_paths`, :func:`create_zarr_output`, :func:`write_tiff` (ImageJ hyperstacks).
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from .metadata import voxel_size
 from .pairs import LABEL_ENDINGS, load_pairs, pair_images_and_labels
-from .read import IMAGE_SUFFIXES, TIFF_SUFFIXES, image_stem, is_zarr, list_images, open_image, open_zarr
+from .read import IMAGE_SUFFIXES, TIFF_SUFFIXES, ImageFile, image_stem, is_zarr, list_images, open_image, open_zarr
 from .write import create_zarr_output, output_paths, write_tiff
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_ENDINGS",
     "TIFF_SUFFIXES",
+    "ImageFile",
     "create_zarr_output",
     "image_stem",
     "is_zarr",

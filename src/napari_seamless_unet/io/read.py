@@ -182,3 +182,42 @@ def open_zarr(path: str | os.PathLike, *, lazy: bool = True) -> tuple[Any, str |
     axes_attr = node.attrs.get("axes", axes_attr)
     axes = _axes_from_letters(axes_attr, len(node.shape)) if isinstance(axes_attr, str) else None
     return (node if lazy else node[...]), axes
+
+
+class ImageFile:
+    """An image file as a lazy array that can travel to other processes, e.g. dask workers.
+
+    Holds the path, shape, dtype and axes; each process opens the file with :func:`open_image` at its first read
+    (memory-mapped, or as a zarr view for compressed and tiled TIFFs), so pickling it sends neither the pixels
+    (as a pickled memory map would) nor an open file (which a zarr view of a TIFF cannot pickle).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TIFF, zarr or ``.npy`` image, as for :func:`open_image`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        data, self.axes = open_image(self.path)
+        self.shape, self.dtype = tuple(int(n) for n in data.shape), np.dtype(data.dtype)
+        self._data = data
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if self._data is None:
+            self._data = open_image(self.path)[0]
+        return np.asarray(self._data[index])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_data": None}
+
+    def __dask_tokenize__(self):
+        stat = self.path.stat()
+        return ("ImageFile", str(self.path.resolve()), stat.st_mtime_ns, stat.st_size, self.shape, str(self.dtype))
+
+    def __repr__(self) -> str:
+        return f"ImageFile({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
