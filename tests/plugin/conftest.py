@@ -134,9 +134,27 @@ def _standin_segment_dask(
 
 @pytest.fixture
 def dask_core(monkeypatch):
-    """``core.dask_predict`` with a ``segment_dask``: the core's own once it has one, else a stand-in."""
-    from napari_seamless_unet.core import dask_predict
+    """The package, with a ``segment_dask``: the core's own once it has one, else a stand-in."""
+    import napari_seamless_unet
 
-    if not hasattr(dask_predict, "segment_dask"):
-        monkeypatch.setattr(dask_predict, "segment_dask", _standin_segment_dask, raising=False)
-    return dask_predict
+    try:
+        napari_seamless_unet.segment_dask  # noqa: B018 - loaded on first use
+    except AttributeError:
+        monkeypatch.setattr(napari_seamless_unet, "segment_dask", _standin_segment_dask, raising=False)
+    return napari_seamless_unet
+
+
+def _same_objects(a, b) -> bool:
+    """Whether two label images hold the same objects (the same pixels, 0 the same), whatever their ids."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if a.shape != b.shape or not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+@pytest.fixture
+def same_objects():
+    """``same_objects(a, b)``: the same objects whatever their ids (``segment_dask``'s ids may differ from
+    ``segment``'s)."""
+    return _same_objects

@@ -36,7 +36,7 @@ def _drive(job):
         return events, stop.value
 
 
-def test_instances_computed_block_by_block_equal_segment(dask_core, stack):
+def test_instances_computed_block_by_block_like_segment(dask_core, stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), name="stack")
     events, result = _drive(job)
@@ -44,9 +44,9 @@ def test_instances_computed_block_by_block_equal_segment(dask_core, stack):
     assert result.blocks_total == 2 * 2 * 2 and result.blocks_done == result.blocks_total
     assert isinstance(result.labels, np.ndarray) and result.store is None
     expected = segment(model, stack.compute(), axes="ZYX", device="cpu")
-    np.testing.assert_array_equal(result.labels, expected)
+    assert same_objects(result.labels, expected)  # the same objects; the ids may differ
     assert result.labels.dtype == expected.dtype == np.int32
-    assert result.max_label == expected.max() > 0
+    assert result.objects == len(np.unique(expected)) - 1 > 0
     # progress: tasks done of all the graph's, never backwards, ending complete; blocks counted on the way
     counted = [e for e in events if e.stage == "blocks"]
     assert events[0].stage == "graph" and counted
@@ -58,16 +58,16 @@ def test_instances_computed_block_by_block_equal_segment(dask_core, stack):
     assert blocks == sorted(blocks)
 
 
-def test_a_large_result_goes_to_a_temporary_zarr_store(dask_core, stack):
+def test_a_large_result_goes_to_a_temporary_zarr_store(dask_core, stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), memory_limit=0)
     result = run(job.run())
     assert isinstance(result.labels, zarr.Array) and result.store is not None
     assert result.labels.chunks == (1, 32, 32)
-    np.testing.assert_array_equal(result.labels[:], segment(model, stack.compute(), axes="ZYX", device="cpu"))
+    assert same_objects(result.labels[:], segment(model, stack.compute(), axes="ZYX", device="cpu"))
 
 
-def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(dask_core, stack):
+def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(dask_core, stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), num_workers=1)
     lazy_labels, computed = job.lazy_labels, []
@@ -92,7 +92,7 @@ def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(dask_core, stac
     written = [b for b in blocks if result.labels[b].any()]
     assert 1 <= len(written) <= result.blocks_done
     for b in blocks:  # a finished block as segment gives it; the others 0
-        assert not result.labels[b].any() or np.array_equal(result.labels[b], expected[b])
+        assert not result.labels[b].any() or same_objects(result.labels[b], expected[b])
 
 
 def test_semantic_lazy_returns_the_graph_uncomputed(dask_core, stack):

@@ -1,4 +1,4 @@
-"""The Segment dock's lazy (dask) job: the graph of ``core.dask_predict.segment_dask`` built on a worker thread,
+"""The Segment dock's lazy (dask) job: the graph of the core's ``segment_dask`` built on a worker thread,
 and (``compute=True``, an instance model's) computed there block by block into a numpy array (when it fits in a
 quarter of the RAM) or a temporary zarr store, with progress counted in dask tasks and a cancel that stops at the
 next task, keeping the blocks finished.
@@ -28,17 +28,17 @@ STAGES = ("graph", "blocks")
 
 
 def segment_dask(*args, **kwargs):
-    """``core.dask_predict.segment_dask``, imported when first used (it imports dask and torch)."""
-    from ..core import dask_predict
+    """The core's ``segment_dask`` (the package's public name), imported when first used (dask and torch)."""
+    import napari_seamless_unet
 
-    return dask_predict.segment_dask(*args, **kwargs)
+    return napari_seamless_unet.segment_dask(*args, **kwargs)
 
 
 def predict_dask(*args, **kwargs):
-    """``core.dask_predict.predict_dask``, imported when first used."""
-    from ..core import dask_predict
+    """The core's ``predict_dask``, imported when first used."""
+    import napari_seamless_unet
 
-    return dask_predict.predict_dask(*args, **kwargs)
+    return napari_seamless_unet.predict_dask(*args, **kwargs)
 
 
 def host_memory() -> int:
@@ -61,7 +61,7 @@ class DaskSegmentResult:
     blocks_done: int
     blocks_total: int
     cancelled: bool = False
-    max_label: int = 0  # the largest id written (the number of objects of an instance model)
+    objects: int = 0  # the distinct ids other than 0 written (an instance model's ids need not be consecutive)
     store: str | None = None
     lazy: bool = False
     probabilities: object = None
@@ -72,12 +72,13 @@ class _Stopped(Exception):
 
 
 class _BlockWriter:
-    """The ``store`` target: writes whole blocks into ``out`` one at a time, counts them and their largest id, and
-    takes no more once closed (tasks still running when a cancel stopped dask finish in its pool)."""
+    """The ``store`` target: writes whole blocks into ``out`` one at a time, counts them and their ids, and takes
+    no more once closed (tasks still running when a cancel stopped dask finish in its pool)."""
 
     def __init__(self, out):
         self.out, self.shape, self.dtype = out, out.shape, out.dtype
-        self.blocks, self.max_label, self.closed = 0, 0, False
+        self.blocks, self.closed = 0, False
+        self._ids: list[np.ndarray] = []
         self._lock = threading.Lock()
 
     def __setitem__(self, index, values) -> None:
@@ -87,8 +88,13 @@ class _BlockWriter:
                 return
             self.out[index] = values
             self.blocks += 1
-            if values.size:
-                self.max_label = max(self.max_label, int(values.max()))
+            self._ids.append(np.unique(values))
+
+    @property
+    def objects(self) -> int:
+        """The distinct ids other than 0 written: an object cut by block borders counts once."""
+        ids = np.unique(np.concatenate(self._ids)) if self._ids else np.zeros(0)
+        return int(np.count_nonzero(ids))
 
     def close(self) -> None:
         with self._lock:
@@ -238,4 +244,4 @@ class DaskSegmentJob:
             raise failure[0]
         done = writer.blocks
         yield Progress(max(counter.done, 1), max(counter.total, 1), "blocks", {"blocks": done, "blocks_total": total})
-        return DaskSegmentResult(out, done, total, done < total, writer.max_label, store, probabilities=probs)
+        return DaskSegmentResult(out, done, total, done < total, writer.objects, store, probabilities=probs)

@@ -130,7 +130,7 @@ class LazySegmenting:
                 f"{where}; the others are 0."
             )
         else:
-            message = f"Segmented {layer.name!r}: {result.max_label} objects in {name!r}{where}."
+            message = f"Segmented {layer.name!r}: {result.objects} objects in {name!r}{where}."
         self.status.value = message
         notify_info(message)
         self.drop_kept()  # nothing to label again from: change the options and Segment again
