@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -129,3 +132,21 @@ def test_link_planes_is_not_passed_to_segment_dask(dask_core, stack, monkeypatch
     options = {"threshold": 0.4, "min_size": 3, "fill_holes": False, "method": "components", "link_planes": True}
     run(DaskSegmentJob(_model(), stack, "ZYX", device="cpu", options=options).run())
     assert "link_planes" not in seen and seen["threshold"] == 0.4 and seen["min_size"] == 3
+
+
+def test_closing_the_generator_stops_dask(dask_core, stack):
+    job = DaskSegmentJob(_model(), stack, "ZYX", device="cpu", chunks=(32, 32), num_workers=1)
+    lazy_labels, started = job.lazy_labels, threading.Event()
+
+    def slow(values):
+        started.set()
+        time.sleep(0.2)
+        return values
+
+    job.lazy_labels = lambda: lazy_labels().map_blocks(slow, dtype=np.int32)
+    gen = job.run()
+    next(gen)  # the graph
+    next(gen)  # the first count of tasks: dask runs
+    assert started.wait(60)
+    gen.close()  # as napari quitting its worker does
+    assert job._cancel.is_set()

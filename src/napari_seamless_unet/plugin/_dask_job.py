@@ -25,6 +25,7 @@ from ..core.progress import Progress
 SEGMENT_OPTIONS = ("threshold", "min_size", "fill_holes", "method", "restore_borders")
 #: ``Progress.stage`` of the events of this job: preparing the graph, then tasks done of all.
 STAGES = ("graph", "blocks")
+REPORT_EVERY = 0.1  # seconds between two progress events
 
 
 def segment_dask(*args, **kwargs):
@@ -101,7 +102,7 @@ class _BlockWriter:
             self.closed = True
 
 
-def _task_counter(cancelled: threading.Event, changed: threading.Event):
+def _task_counter(cancelled: threading.Event):
     """A dask ``Callback`` counting finished tasks (of all tasks of the graph), raising once ``cancelled``."""
     from dask.callbacks import Callback
 
@@ -110,11 +111,9 @@ def _task_counter(cancelled: threading.Event, changed: threading.Event):
 
         def _start_state(self, dsk, state):
             self.total = len(dsk)
-            changed.set()
 
         def _posttask(self, key, result, dsk, state, worker_id):
             self.done += 1
-            changed.set()
             if cancelled.is_set():
                 raise _Stopped()
 
@@ -210,8 +209,7 @@ class DaskSegmentJob:
             return DaskSegmentResult(lazy, 0, total, lazy=True, probabilities=probs)
         out, store = self._allocate(lazy)
         writer = _BlockWriter(out)
-        changed = threading.Event()
-        counter = _task_counter(self._cancel, changed)
+        counter = _task_counter(self._cancel)
         failure: list[BaseException] = []
 
         def compute():
@@ -227,18 +225,21 @@ class DaskSegmentJob:
                 failure.append(err)
             finally:
                 writer.close()
-                changed.set()
 
         thread = threading.Thread(target=compute, name="seamless-unet dask store", daemon=True)
         thread.start()
         last = None
-        while thread.is_alive():
-            changed.wait(0.1)
-            changed.clear()
-            now = (counter.done, counter.total, writer.blocks)
-            if now != last and counter.total:
-                last = now
-                yield Progress(counter.done, counter.total, "blocks", {"blocks": writer.blocks, "blocks_total": total})
+        try:
+            while thread.is_alive():
+                thread.join(REPORT_EVERY)  # at most 10 events a second, however many tasks the graph has
+                now = (counter.done, counter.total, writer.blocks)
+                if now != last and counter.total:
+                    last = now
+                    info = {"blocks": writer.blocks, "blocks_total": total}
+                    yield Progress(counter.done, counter.total, "blocks", info)
+        finally:  # also when the generator is closed (napari quits its worker): dask stops at its next task
+            if thread.is_alive():
+                self._cancel.set()
         thread.join()
         if failure and not isinstance(failure[0], _Stopped):
             raise failure[0]
