@@ -4,7 +4,7 @@ The public API is the pure compute core (numpy + torch; importing it imports nei
 
     from napari_seamless_unet import UNet, TrainConfig, train, predict, segment, save_model, load_model
     from napari_seamless_unet import instances_from_probabilities  # tune instances on saved probabilities
-    from napari_seamless_unet import predict_dask  # lazy, on any dask scheduler or cluster
+    from napari_seamless_unet import predict_dask, segment_dask  # lazy, on any dask scheduler or cluster
 
 The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
 ``--help`` do not import torch.
@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - running from a source tree without an 
 
 if TYPE_CHECKING:
     from .core.dask_predict import predict_dask
+    from .core.dask_segment import segment_dask
     from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
     from .core.instances import instances_from_probabilities
     from .core.model import UNet
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
     "predict_dask": ".core.dask_predict",
+    "segment_dask": ".core.dask_segment",
     "Cancelled": ".core.errors",
     "InvalidShapeError": ".core.errors",
     "ModelFileError": ".core.errors",
@@ -79,6 +81,7 @@ __all__ = [
     "predict_dask",
     "save_model",
     "segment",
+    "segment_dask",
     "train",
     "valid_input_shape",
 ]

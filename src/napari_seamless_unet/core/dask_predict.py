@@ -266,7 +266,8 @@ def _statistics(normalization: dict, axes: str, plane: tuple, sample: np.ndarray
     return Normalization.from_any(normalization).from_plane_sample(sample, axes, dict(plane))
 
 
-def _check(model: UNet, image, axes, name):
+def check_image(model: UNet, image, axes, name):
+    """``predict``'s checks of an image against the network (dtype, axes, context); returns the axes."""
     from .predict import _check_image
 
     return _check_image(model, image, axes, name)
@@ -296,7 +297,7 @@ def build_graph(
     if axes is None:
         axes = image_axes(image)
     source = as_dask_array(image)
-    axes = _check(model, source, axes, name)
+    axes = check_image(model, source, axes, name)
     dev = resolve_device(device)
     unit = ax.unit_axes(model.ndim)
     unit_shape = tuple(int(source.shape[axes.index(a)]) for a in unit)
