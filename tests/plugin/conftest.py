@@ -85,65 +85,6 @@ def unchanged():
     return record
 
 
-def _standin_segment_dask(
-    model,
-    image,
-    *,
-    axes=None,
-    chunks=None,
-    tile_shape=None,
-    batch_size=None,
-    device=None,
-    precision="auto",
-    tta=False,
-    name="image",
-    threshold=None,
-    min_size=None,
-    fill_holes=True,
-    method=None,
-    restore_borders=True,
-):
-    """``segment_dask`` until the core has it: core ``segment`` of the whole image in one task, cut into blocks."""
-    import dask
-    import dask.array as da
-
-    from napari_seamless_unet.core.predict import output_dtype, output_layout, segment
-
-    shape, _ = output_layout(model, image.shape, axes, "labels")
-    kwargs = {
-        "axes": axes,
-        "tile_shape": tile_shape,
-        "batch_size": batch_size,
-        "device": device,
-        "precision": precision,
-        "tta": tta,
-    }
-    if model.task == "instances":
-        kwargs.update(
-            threshold=threshold,
-            min_size=min_size,
-            fill_holes=fill_holes,
-            method=method,
-            restore_borders=restore_borders,
-        )
-    whole = da.from_delayed(dask.delayed(segment)(model, image, **kwargs), shape, output_dtype(model, "labels"))
-    sizes = chunks if chunks is not None else (1024,) * model.ndim
-    sizes = (sizes,) * model.ndim if isinstance(sizes, int) else tuple(sizes)
-    return whole.rechunk((1,) * (len(shape) - model.ndim) + sizes)
-
-
-@pytest.fixture
-def dask_core(monkeypatch):
-    """The package, with a ``segment_dask``: the core's own once it has one, else a stand-in."""
-    import napari_seamless_unet
-
-    try:
-        napari_seamless_unet.segment_dask  # noqa: B018 - loaded on first use
-    except AttributeError:
-        monkeypatch.setattr(napari_seamless_unet, "segment_dask", _standin_segment_dask, raising=False)
-    return napari_seamless_unet
-
-
 def _same_objects(a, b) -> bool:
     """Whether two label images hold the same objects (the same pixels, 0 the same), whatever their ids."""
     a, b = np.asarray(a).ravel(), np.asarray(b).ravel()

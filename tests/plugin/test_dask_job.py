@@ -11,6 +11,7 @@ import pytest
 import torch
 import zarr
 
+import napari_seamless_unet
 from napari_seamless_unet import UNet, segment
 from napari_seamless_unet.core.progress import run
 from napari_seamless_unet.core.synthetic import touching_discs
@@ -39,7 +40,7 @@ def _drive(job):
         return events, stop.value
 
 
-def test_instances_computed_block_by_block_like_segment(dask_core, stack, same_objects):
+def test_instances_computed_block_by_block_like_segment(stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), name="stack")
     events, result = _drive(job)
@@ -61,7 +62,7 @@ def test_instances_computed_block_by_block_like_segment(dask_core, stack, same_o
     assert blocks == sorted(blocks)
 
 
-def test_a_large_result_goes_to_a_temporary_zarr_store(dask_core, stack, same_objects):
+def test_a_large_result_goes_to_a_temporary_zarr_store(stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), memory_limit=0)
     result = run(job.run())
@@ -70,7 +71,7 @@ def test_a_large_result_goes_to_a_temporary_zarr_store(dask_core, stack, same_ob
     assert same_objects(result.labels[:], segment(model, stack.compute(), axes="ZYX", device="cpu"))
 
 
-def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(dask_core, stack, same_objects):
+def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(stack, same_objects):
     model = _model()
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), num_workers=1)
     lazy_labels, computed = job.lazy_labels, []
@@ -98,7 +99,7 @@ def test_cancel_stops_at_the_next_task_and_keeps_finished_blocks(dask_core, stac
         assert not result.labels[b].any() or same_objects(result.labels[b], expected[b])
 
 
-def test_semantic_lazy_returns_the_graph_uncomputed(dask_core, stack):
+def test_semantic_lazy_returns_the_graph_uncomputed(stack):
     model = _model("semantic")
     job = DaskSegmentJob(model, stack, "ZYX", device="cpu", chunks=(32, 32), compute=False, probabilities=True)
     _, result = _drive(job)
@@ -108,7 +109,7 @@ def test_semantic_lazy_returns_the_graph_uncomputed(dask_core, stack):
     np.testing.assert_array_equal(result.labels.compute(), segment(model, stack.compute(), axes="ZYX", device="cpu"))
 
 
-def test_errors_of_the_computation_reach_the_job(dask_core, stack):
+def test_errors_of_the_computation_reach_the_job(stack):
     job = DaskSegmentJob(_model(), stack, "ZYX", device="cpu", chunks=(32, 32))
     lazy_labels = job.lazy_labels
 
@@ -120,21 +121,21 @@ def test_errors_of_the_computation_reach_the_job(dask_core, stack):
         _drive(job)
 
 
-def test_link_planes_is_not_passed_to_segment_dask(dask_core, stack, monkeypatch):
+def test_link_planes_is_not_passed_to_segment_dask(stack, monkeypatch):
     seen = {}
-    real = dask_core.segment_dask
+    real = napari_seamless_unet.segment_dask
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dask_core, "segment_dask", spy)
+    monkeypatch.setattr(napari_seamless_unet, "segment_dask", spy)
     options = {"threshold": 0.4, "min_size": 3, "fill_holes": False, "method": "components", "link_planes": True}
     run(DaskSegmentJob(_model(), stack, "ZYX", device="cpu", options=options).run())
     assert "link_planes" not in seen and seen["threshold"] == 0.4 and seen["min_size"] == 3
 
 
-def test_closing_the_generator_stops_dask(dask_core, stack):
+def test_closing_the_generator_stops_dask(stack):
     job = DaskSegmentJob(_model(), stack, "ZYX", device="cpu", chunks=(32, 32), num_workers=1)
     lazy_labels, started = job.lazy_labels, threading.Event()
 

@@ -80,9 +80,7 @@ def test_the_lazy_option_follows_the_layer(make_napari_viewer, stack, model_path
     assert not widget.lazy_mode and widget.scope.enabled
 
 
-def test_a_semantic_model_gives_a_lazy_labels_layer(
-    qtbot, make_napari_viewer, stack, semantic_model_path, notes, dask_core
-):
+def test_a_semantic_model_gives_a_lazy_labels_layer(qtbot, make_napari_viewer, stack, semantic_model_path, notes):
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(1, 64, 72)), name="lazy", scale=(3.0, 0.5, 0.25), translate=(1, 2, 3))
     widget = _widget(viewer, "lazy", semantic_model_path)
@@ -109,9 +107,7 @@ def test_a_semantic_model_gives_a_lazy_labels_layer(
     assert "lazy labels" in widget.status.value and widget.last_layer is layer
 
 
-def test_an_instance_model_is_computed_in_a_worker(
-    qtbot, make_napari_viewer, stack, model_path, notes, dask_core, same_objects
-):
+def test_an_instance_model_is_computed_in_a_worker(qtbot, make_napari_viewer, stack, model_path, notes, same_objects):
     viewer = make_napari_viewer()
     reads: list = []
     viewer.add_image(recording_dask(stack, reads), name="lazy", scale=(2.0, 1.0, 1.0), contrast_limits=(0, 1))
@@ -147,7 +143,7 @@ def test_an_instance_model_is_computed_in_a_worker(
     assert widget.kept is None
 
 
-def test_cancel_keeps_the_finished_blocks(qtbot, make_napari_viewer, foreground_model_path, notes, dask_core):
+def test_cancel_keeps_the_finished_blocks(qtbot, make_napari_viewer, foreground_model_path, notes):
     viewer = make_napari_viewer()
     movie = np.random.default_rng(1).random((4, 48, 48)).astype(np.float32)
     viewer.add_image(da.from_array(movie, chunks=(1, 48, 48)), name="movie")
@@ -182,7 +178,7 @@ def test_cancel_keeps_the_finished_blocks(qtbot, make_napari_viewer, foreground_
 
 
 def test_a_result_larger_than_memory_goes_to_a_zarr_store(
-    qtbot, make_napari_viewer, stack, model_path, notes, dask_core, same_objects, monkeypatch
+    qtbot, make_napari_viewer, stack, model_path, notes, same_objects, monkeypatch
 ):
     monkeypatch.setattr(_dask_job, "host_memory", lambda: 0)
     viewer = make_napari_viewer()

@@ -109,8 +109,8 @@ def _task_counter(cancelled: threading.Event):
     class TaskCounter(Callback):
         done = total = 0
 
-        def _start_state(self, dsk, state):
-            self.total = len(dsk)
+        def _start_state(self, dsk, state):  # the tasks to run (the graph's data are not)
+            self.total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
 
         def _posttask(self, key, result, dsk, state, worker_id):
             self.done += 1
