@@ -83,3 +83,19 @@ def unchanged():
         return check
 
     return record
+
+
+def _same_objects(a, b) -> bool:
+    """Whether two label images hold the same objects (the same pixels, 0 the same), whatever their ids."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if a.shape != b.shape or not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+@pytest.fixture
+def same_objects():
+    """``same_objects(a, b)``: the same objects whatever their ids (``segment_dask``'s ids may differ from
+    ``segment``'s)."""
+    return _same_objects

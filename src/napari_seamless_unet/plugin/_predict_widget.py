@@ -27,6 +27,8 @@ from ._common import (
     pick_default_layer,
     report_exception,
 )
+from ._dask_job import STAGES, DaskSegmentResult
+from ._predict_dask import LazySegmenting
 from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
 from ._ui import ScrollingDock, compact_widgets, section, status_label
@@ -35,7 +37,7 @@ FROM_FILE = "from file (below)"
 SCOPES = [("whole image / stack", "all"), ("current plane only", "plane")]
 
 
-class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidget):
+class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Relabelling, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -49,6 +51,8 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         The model file used when ``model`` is ``FROM_FILE``.
     scope, probabilities
         What to segment (``"all"`` or ``"plane"``) and whether to add the probability map.
+    lazy : CheckBox
+        Segment a dask, zarr or multiscale layer lazily (:class:`~._predict_dask.LazySegmenting`).
     options : QCollapsible
         The collapsed section of ``tile_size``, ``device`` and the post-processing of instance models
         (``instance_options``: ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders``,
@@ -87,9 +91,8 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self.model_file.changed.connect(self._on_file_chosen)
         self.scope = ComboBox(label="segment", choices=SCOPES, value="all")
         self.probabilities = CheckBox(text="also add the probability map", value=False)
-        self.form = compact_widgets(
-            Container(widgets=[self.image, self.model, self.model_file, self.scope, self.probabilities])
-        )
+        widgets = [self.image, self.model, self.model_file, self.scope, self.probabilities, self._make_lazy_option()]
+        self.form = compact_widgets(Container(widgets=widgets))
         self.form.margins = (0, 0, 0, 0)
         self.tile_size = SpinBox(
             label="tile size",
@@ -114,7 +117,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
             "(changing these after a run labels again without running the network)",
         )
         self.instance_options.connect(self._on_options_changed)
-        for choice in (self.image, self.model, self.model_file, self.scope):
+        for choice in (self.image, self.model, self.model_file, self.scope, self.lazy):
             choice.changed.connect(self._on_choice_changed)
         self.run_button, self.cancel_button, buttons = self._make_buttons(
             "Segment", "Cancel (keep done planes)", self.cancel
@@ -192,9 +195,9 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         ndim = getattr(model, "ndim", 2)
         if model is not None and ndim != self.instance_options.defaults_ndim:
             self.instance_options.use_defaults(ndim)  # once per change of dimensions: the user's values stay
-        self.scope.enabled = ndim == 2
+        self.scope.enabled = ndim == 2 and not self.lazy_mode  # a lazy run: the whole image
         per_plane = self.scope.value == "plane" and self.scope.enabled
-        self.instance_options.enable(getattr(model, "task", None) != "semantic", not per_plane)
+        self.instance_options.enable(getattr(model, "task", None) != "semantic", not (per_plane or self.lazy_mode))
 
     def _chosen_model(self):
         """The chosen model, or None when not known yet (a file not loaded)."""
@@ -231,8 +234,9 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self.model.reset_choices()
         return model
 
-    def make_job(self) -> PredictionJob:
-        """A :class:`PredictionJob` for the current settings; raises ``UNetInputError`` on mistakes."""
+    def make_job(self):
+        """A :class:`PredictionJob` for the current settings (a ``DaskSegmentJob`` when lazy); raises
+        ``UNetInputError`` on mistakes."""
         layer = self.image.value
         if layer is None:
             raise UNetInputError("choose an image layer to segment (open an image, or File > Open Sample).")
@@ -241,21 +245,24 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         axes = _layers.image_axes(layer, model.in_channels)
         # Checked here, on the GUI thread, so that a wrong channel count is reported before any work starts.
         axes = ax.resolve_axes(data.shape, axes, model.in_channels, repr(layer.name))
-        plane = None
-        if self.scope.value == "plane" and model.ndim == 2 and ax.stack_axes(axes):  # a 3D model: whole volumes
-            plane = _layers.current_plane(layer, self.viewer, axes)
         options = self.instance_options.values()
         check_instance_options(options["threshold"], options["min_size"], options["method"])
         name = self.registry.name_of(model) or "model"
+        tile = int(self.tile_size.value)
+        tile_shape = model.valid_input_shape((tile, tile)) if tile else None
+        device = None if self.device.value == "auto" else self.device.value
+        if self.lazy_mode:
+            self._target = (layer, axes, None, model, name)
+            return self.make_dask_job(layer, model, data, axes, options, tile_shape, device)
+        plane = None
+        if self.scope.value == "plane" and model.ndim == 2 and ax.stack_axes(axes):  # a 3D model: whole volumes
+            plane = _layers.current_plane(layer, self.viewer, axes)
         stack = None
         if plane is not None:  # the plane's ids come after those of the other planes of its Labels layer
             target = self._plane_target(
                 layer, axes, {"source": layer.name, "model": name}, output_dtype(model, "labels")
             )
             stack = None if target is None else target.data
-        tile = int(self.tile_size.value)
-        tile_shape = model.valid_input_shape((tile, tile)) if tile else None
-        device = None if self.device.value == "auto" else self.device.value
         # The job takes the plane (and reads everything) on its worker thread: nothing is read here.
         job = PredictionJob(
             model,
@@ -291,7 +298,9 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         self.progress_bar.setValue(0)
         layer, _, plane, model, _ = self._target
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
-        if model.ndim == 3 and self.scope.value == "plane":
+        if not isinstance(job, PredictionJob):
+            self._lazy_started(job, layer)
+        elif model.ndim == 3 and self.scope.value == "plane":
             self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
         return self._launch(job)
 
@@ -302,6 +311,8 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
             self.status.value = "Cancelling…"
 
     def _on_yielded(self, event):
+        if event.stage in STAGES:
+            return self._on_lazy_yielded(event)
         self.progress_bar.setValue(int(event.done))
         info = event.info or {}
         if event.stage == "label":
@@ -313,6 +324,8 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
         if isinstance(result, UserError):
             self.status.value = report_exception(result.error, "Segmentation")
             return
+        if isinstance(result, DaskSegmentResult):
+            return self._on_lazy_returned(result)
         layer, axes, plane, model, model_name = self._target
         self._target = None
         self.last_model = model
@@ -356,6 +369,7 @@ class PredictWidget(SessionWidget, ScrollingDock, JobRunner, Relabelling, QWidge
                 and info.get("role") == "prediction"
                 and info.get("source") == mark["source"]
                 and info.get("model") == mark["model"]
+                and not info.get("lazy")  # a dask array: not written into
                 and tuple(candidate.data.shape) == full_shape
                 and candidate.data.dtype == dtype
             ):
