@@ -93,21 +93,7 @@ def test_workers_predict_a_zarr_equal_to_one_process(cli, tmp_path, blobs, insta
     np.testing.assert_allclose(np.asarray(written), np.asarray(expected), atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "fill",
-    [
-        "--no-fill-holes",
-        pytest.param(
-            "--fill-holes",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="segment_dask's fill_holes_global fills only background that touches one object; "
-                "postprocess.fill_holes also fills background that an object encloses together with an object "
-                "inside it (about 1% of the pixels here, with one block as with six)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("fill", ["--no-fill-holes", "--fill-holes"])
 def test_workers_segment_the_same_objects(cli, tmp_path, blobs, instance_model, local_clusters, fill):
     path, image = blobs
     threshold = threshold_in_a_gap(predict(load_model(instance_model), image))
