@@ -119,3 +119,15 @@ def test_segment_dask_with_a_network_gives_segment(discs, chunks, device):
     got = segment_dask(model, image, chunks=chunks, device=device, **options)
     assert got.dtype == np.int32
     assert_same_partition(expected, got.compute())
+
+
+def test_a_3d_model_with_its_watershed_default_gives_segment(device):
+    from napari_seamless_unet.core.synthetic import touching_nuclei_3d
+
+    image, _ = touching_nuclei_3d((12, 48, 48), spacing=(3.0, 1.0, 1.0), seed=1)
+    model = tiny(2, task="instances", seed=4, ndim=3, voxel_size=(3.0, 1.0, 1.0))
+    threshold = float(np.quantile(predict(model, image, device=device)[1], 0.6))
+    expected = segment(model, image, threshold=threshold, device=device)  # watershed, 30 voxels: the 3D defaults
+    assert expected.max() >= 3
+    got = segment_dask(model, image, threshold=threshold, chunks=(6, 24, 24), device=device)
+    assert_same_partition(expected, got.compute())

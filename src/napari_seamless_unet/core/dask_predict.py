@@ -28,9 +28,11 @@ from .model import UNet
 from .normalization import plane_sample_index
 
 #: the default output block per axis of a 2D (Y, X) or 3D (Z, Y, X) network, before rounding to its pooling
-#: grid: about a million output pixels, so that the halo costs little (depth 4: 1208^2 / 1024^2 = 1.39 inputs
+#: grid: about a million output pixels, so that the halo costs little (depth 4: tiles of 1212^2, 1.40 input pixels
 #: per output pixel) and a plane of 8192^2 still makes 64 blocks to spread over workers
 DEFAULT_BLOCK = {2: (1024, 1024), 3: (64, 256, 256)}
+#: on a GPU a block is a batch of tiles: four times the pixels keep it busy (the tiles still fit its memory)
+GPU_BLOCK = {2: (2048, 2048), 3: (128, 512, 512)}
 
 
 # -- the image ---------------------------------------------------------------------------------------------------
@@ -63,20 +65,21 @@ def image_axes(image) -> str | None:
 
 
 # -- the blocks --------------------------------------------------------------------------------------------------
-def default_chunks(model: UNet, unit_shape: Sequence[int]) -> tuple[int, ...]:
-    """Output block shape of the unit axes (Y, X or Z, Y, X): :data:`DEFAULT_BLOCK` rounded up to the network's
-    pooling grid, no larger than the image needs."""
+def default_chunks(model: UNet, unit_shape: Sequence[int], device=None) -> tuple[int, ...]:
+    """Output block shape of the unit axes (Y, X or Z, Y, X) for ``device``: :data:`DEFAULT_BLOCK` (CPU, MPS)
+    or :data:`GPU_BLOCK` (CUDA) rounded to the network's pooling grid, no larger than the image needs."""
+    blocks = GPU_BLOCK if resolve_device(device).type == "cuda" else DEFAULT_BLOCK
     return tuple(
         min(step * math.ceil(n / step), step * max(1, round(b / step)))
-        for n, b, step in zip(unit_shape, DEFAULT_BLOCK[model.ndim], model.geometry.step)
+        for n, b, step in zip(unit_shape, blocks[model.ndim], model.geometry.step)
     )
 
 
-def _normalise_chunks(chunks, model: UNet, unit_shape) -> tuple[tuple[int, ...], ...]:
+def _normalise_chunks(chunks, model: UNet, unit_shape, device=None) -> tuple[tuple[int, ...], ...]:
     """Block sizes along every unit axis, as dask's chunks: ``chunks`` an int, a tuple of one size per axis, or a
     tuple of tuples of sizes; default :func:`default_chunks`."""
     if chunks is None:
-        chunks = default_chunks(model, unit_shape)
+        chunks = default_chunks(model, unit_shape, device)
     if isinstance(chunks, (int, np.integer)):
         chunks = (int(chunks),) * len(unit_shape)
     chunks = tuple(chunks)
@@ -138,7 +141,7 @@ def build_graph(
     if tile_shape is not None:
         tile_shape = tuple(int(t) for t in tile_shape)
         model.geometry.check_input_shape(tile_shape, what="tile")
-    block_sizes = _normalise_chunks(chunks, model, unit_shape)
+    block_sizes = _normalise_chunks(chunks, model, unit_shape, dev)
     if batch_size is None:
         batch_size = 1 if dev.type == "cpu" else 8
     if int(batch_size) < 1:
@@ -258,7 +261,7 @@ def predict_dask(
     chunks : int or tuple, optional
         Output block size along Y, X (Z, Y, X for a 3D network): an int, one size per axis, or dask-style sizes
         per axis. Any chunking gives the same result. Default :func:`default_chunks`: about 1024 x 1024 output
-        pixels, on the network's pooling grid.
+        pixels (2048 x 2048 on CUDA), on the network's pooling grid.
     tile_shape, batch_size, device, precision, tta
         As in :func:`~napari_seamless_unet.predict`; ``tile_shape`` default: the tile that covers a block and
         fits the device's memory. ``device`` is resolved here and used by every worker.
