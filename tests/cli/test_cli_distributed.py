@@ -4,6 +4,7 @@ process, inputs spread over the workers, and the one-line errors of the options.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import dask
@@ -22,8 +23,11 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def shared_cluster():
     """One local cluster of two worker processes for the tests of this module (starting one takes seconds)."""
+    saved = dict(os.environ)  # distributed sets OMP_NUM_THREADS=1 and more here for its workers
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0") as local:
         yield local
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -137,6 +138,9 @@ def cluster(args: argparse.Namespace) -> Iterator:
                 message = " ".join(str(err).split())
                 raise UNetInputError(f"cannot reach the dask scheduler at {args.scheduler!r}: {message}") from None
         else:
+            # distributed sets OMP_NUM_THREADS=1 and others in this process's environment for its workers;
+            # give the process its own back when the cluster is closed
+            stack.callback(_restore_environment, dict(os.environ))
             local = distributed.LocalCluster(
                 n_workers=args.workers,
                 processes=True,
@@ -151,6 +155,11 @@ def cluster(args: argparse.Namespace) -> Iterator:
         if not args.quiet:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
+
+
+def _restore_environment(saved: dict) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def compute_blocks(
