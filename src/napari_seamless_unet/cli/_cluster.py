@@ -17,24 +17,9 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from ..core.errors import UNetInputError
-from ._common import ProgressBar, positive_int
+from ._common import ProgressBar, block_size, positive_int
 
 MISSING = '--workers needs dask.distributed: pip install "napari-seamless-unet[distributed]"'
-
-
-def block_size(text: str) -> tuple[int, ...]:
-    """``1024`` or ``1024x2048`` (Y x X), or ``16x512x512`` (Z x Y x X, for a 3D network)."""
-    parts = text.lower().replace(",", "x").split("x")
-    expected = f"expected a block size like 1024, 1024x2048 or (3D) 16x512x512, got {text!r}"
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(expected) from None
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    if len(sizes) not in (2, 3) or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(expected)
-    return sizes
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:

@@ -71,19 +71,30 @@ positive_int = _positive(int, "a whole number", "a number >= 1")
 positive_float = _positive(float, "a number", "a positive number")
 
 
-def tile_size(text: str) -> tuple[int, ...]:
-    """``572`` or ``572x700`` (Y x X), or ``20x188x188`` (Z x Y x X, for a 3D network)."""
-    parts = text.lower().replace(",", "x").split("x")
-    expected = f"expected a size like 572, 572x700 or (3D) 20x188x188, got {text!r}"
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(expected) from None
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    if len(sizes) not in (2, 3) or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(expected)
-    return sizes
+def _sizes(example: str):
+    """An argument type for ``N``, ``NxM`` (Y x X) or ``DxNxM`` (Z x Y x X, for a 3D network); ``example`` is
+    what the error names."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = text.lower().replace(",", "x").split("x")
+        expected = f"expected {example}, got {text!r}"
+        try:
+            sizes = tuple(int(p) for p in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(expected) from None
+        if len(sizes) == 1:
+            sizes = sizes * 2
+        if len(sizes) not in (2, 3) or min(sizes) < 1:
+            raise argparse.ArgumentTypeError(expected)
+        return sizes
+
+    return parse
+
+
+#: ``572`` or ``572x700`` (Y x X), or ``20x188x188`` (Z x Y x X, for a 3D network)
+tile_size = _sizes("a size like 572, 572x700 or (3D) 20x188x188")
+#: an output block of the dask path: ``1024`` or ``1024x2048`` (Y x X), or ``16x512x512`` (Z x Y x X)
+block_size = _sizes("a block size like 1024, 1024x2048 or (3D) 16x512x512")
 
 
 def voxel_size(text: str) -> tuple[float, ...]:
