@@ -107,6 +107,25 @@ def test_a_semantic_model_gives_a_lazy_labels_layer(qtbot, make_napari_viewer, s
     assert "lazy labels" in widget.status.value and widget.last_layer is layer
 
 
+def test_a_semantic_model_on_a_large_plane_is_computed_in_a_worker(
+    qtbot, make_napari_viewer, stack, semantic_model_path, notes, monkeypatch
+):
+    """napari reads a whole plane to show it, on the GUI thread: a lazy layer of a huge plane would compute every
+    block there. Above LARGE_PLANE a semantic model's labels are computed in the worker, as an instance model's."""
+    from napari_seamless_unet.plugin import _predict_dask
+
+    monkeypatch.setattr(_predict_dask, "LARGE_PLANE", stack.shape[1] * stack.shape[2] - 1)
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(stack, chunks=(1, 64, 72)), name="lazy")
+    widget = _widget(viewer, "lazy", semantic_model_path)
+    widget.lazy.value = True
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    layer = viewer.layers["lazy — U-Net classes (semantic.unet.pt)"]
+    assert not isinstance(layer.data, da.Array)  # computed in the background, not as napari shows it
+    np.testing.assert_array_equal(np.asarray(layer.data), segment(load_model(semantic_model_path), stack, device="cpu"))
+
+
 def test_an_instance_model_is_computed_in_a_worker(qtbot, make_napari_viewer, stack, model_path, notes, same_objects):
     viewer = make_napari_viewer()
     reads: list = []

@@ -69,7 +69,9 @@ class LazySegmenting:
         return bool(self.lazy.value) and bool(self.lazy.enabled)
 
     def make_dask_job(self, layer, model, data, axes, options, tile_shape, device) -> DaskSegmentJob:
-        """The lazy job: computed in the worker for an instance model, the graph only for a semantic one."""
+        """The lazy job: computed in the worker for an instance model (its objects span blocks) and for planes of
+        more than :data:`LARGE_PLANE` pixels (napari reads a whole plane to show it, on the GUI thread: it would
+        compute every block there); otherwise the graph only, each plane computed as napari shows it."""
         return DaskSegmentJob(
             model,
             data,
@@ -79,7 +81,7 @@ class LazySegmenting:
             options=options,
             name=layer.name,
             tta=bool(self.tta.value),
-            compute=model.task == "instances",
+            compute=model.task == "instances" or plane_pixels(layer) > LARGE_PLANE,
             probabilities=bool(self.probabilities.value),
         )
 
