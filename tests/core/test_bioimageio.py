@@ -23,18 +23,18 @@ from bioimageio.spec.model import v0_5
 PACKAGE = {"name": "Tiny test U-Net", "description": "A tiny U-Net for the tests.", "authors": ["Test Person"]}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path_factory):
-    """No request leaves the machine: every HTTP call of bioimageio.spec/core fails the test."""
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    """No request leaves the machine, from the first export on: an HTTP call of bioimageio.spec/core fails."""
     import httpx
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"bioimage.io tried to go online: {args} {kwargs}")
 
-    monkeypatch.setattr(httpx, "request", refuse)
-    monkeypatch.setattr(httpx, "stream", refuse)
-    monkeypatch.setattr(httpx, "get", refuse)
-    monkeypatch.setenv("BIOIMAGEIO_CACHE_PATH", str(tmp_path_factory.getbasetemp() / "bioimageio-cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("request", "stream", "get", "head"):
+            patch.setattr(httpx, name, refuse)
+        yield
 
 
 def _model(**kwargs) -> UNet:
@@ -223,6 +223,13 @@ def test_bad_names_and_missing_authors_are_refused(tmp_path):
     with pytest.raises(UNetInputError, match="at least one author"):
         export_bioimageio(model, tmp_path / "x.zip", name="Good name", description="d", authors=[])
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_an_almost_constant_test_image_is_refused(tmp_path):
+    image = np.zeros((100, 100), np.float32)
+    image[40:44, 40:44] = 1  # percentiles 1 and 99.8 both 0: prediction's fallback has no bioimage.io equivalent
+    with pytest.raises(UNetInputError, match="almost all one value"):
+        export_bioimageio(_model(), tmp_path / "x.zip", test_image=image, **PACKAGE)
 
 
 def test_without_the_extra_the_message_says_what_to_install(monkeypatch, tmp_path):

@@ -100,7 +100,17 @@ def make_test_output(net: UNet, test_input: np.ndarray) -> np.ndarray:
     from .predict import predict
 
     image_axes = "C" + ax.unit_axes(net.ndim)
-    probabilities = predict(net, test_input[0], axes=image_axes, device="cpu", precision="fp32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probabilities = predict(net, test_input[0], axes=image_axes, device="cpu", precision="fp32")
+    for warning in caught:
+        if "almost all one value" in str(warning.message):
+            # prediction then scales from the other pixels' percentile, which scale_range cannot say
+            raise UNetInputError(
+                f"the test image is almost all one value ({warning.message}); bioimage.io's scale_range would "
+                f"normalise it differently. Give a test image with objects over a sizeable part of it."
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     crop = tuple(slice(h, n - h) for h, n in zip(net.geometry.halo, probabilities.shape[1:]))
     return np.ascontiguousarray(probabilities[(slice(None), *crop)], dtype=np.float32)[np.newaxis]
 
