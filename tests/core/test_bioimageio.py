@@ -162,6 +162,21 @@ def test_an_instance_model_with_minmax_keeps_its_task_and_normalisation(tmp_path
     np.testing.assert_array_equal(segment(loaded, image, device="cpu"), segment(model, image, device="cpu"))
 
 
+def test_a_trained_model_describes_its_training(tmp_path):
+    from napari_seamless_unet.core.train import TrainConfig, train
+
+    image, labels = touching_discs((64, 64), n_objects=5, seed=0)
+    model = train([image], [labels], config=TrainConfig(base_channels=4, depth=2, steps=2, device="cpu")).model
+    descr = load_description(export_bioimageio(model, tmp_path / "trained.zip", **PACKAGE))
+    assert "Trained with napari-seamless-unet" in descr.training_data.description
+    assert "2 optimisation steps" in descr.training_data.description
+    training = descr.config.bioimageio.training
+    assert (training.optimizer, training.initial_learning_rate) == ("adam", 0.001)
+    loaded = load_model(tmp_path / "trained.zip")
+    assert loaded.metadata["train_config"] == model.metadata["train_config"]
+    assert loaded.metadata["history"]["best_step"] == model.metadata["history"]["best_step"]
+
+
 def test_no_normalisation_means_no_scale_range(tmp_path):
     model = _model(normalization="none")
     descr = load_description(export_bioimageio(model, tmp_path / "none.zip", **PACKAGE))

@@ -23,6 +23,8 @@ from .normalization import Normalization
 # The test input's output is at most this large per axis (Y, X; Z, Y, X in 3D): small files, a test in seconds.
 TEST_OUTPUT_2D = (128, 128)
 TEST_OUTPUT_3D = (16, 64, 64)
+# what the package's config keeps of the training history (not the per-step losses)
+HISTORY_KEPT = ("best_step", "best_score", "stopped", "stop_reason", "train_planes", "val_planes", "elapsed_seconds")
 NAME_CHARACTERS = set(string.ascii_letters + string.digits + "_+- ()")
 
 
@@ -222,11 +224,15 @@ def training_text(net: UNet, meta: dict[str, Any]) -> str:
     config = meta.get("train_config") or {}
     if not config:
         return "Not recorded with the model: describe the training images with export_bioimageio(training_data=...)."
-    steps = (meta.get("history") or {}).get("step") or []
+    history = meta.get("history") or {}
+    steps = history.get("step") or []
     parts = [
         f"Trained with napari-seamless-unet for the {config.get('task', net.task)} task on images with axes "
         f"{config.get('axes') or 'inferred from their shapes'}",
-        f"{len(steps) and steps[-1]} optimisation steps" if steps else None,
+        f"{history['train_planes']} training and {history.get('val_planes', 0)} validation planes or volumes"
+        if history.get("train_planes")
+        else None,
+        f"{steps[-1]} optimisation steps" if steps else None,
         f"tiles of {config['tile_size']} pixels" if config.get("tile_size") else None,
         f"voxel size {tuple(net.voxel_size)} micrometres" if net.voxel_size is not None else None,
         f"normalisation: {normalization_text(net.normalization)}",
@@ -289,7 +295,7 @@ dependencies:
 
 
 def bioimageio_config(spec, net: UNet, meta: dict[str, Any], test_output: np.ndarray):
-    config = meta.get("train_config") or {}
+    config, history = meta.get("train_config") or {}, meta.get("history") or {}
     training = spec.TrainingDetails(
         training_preprocessing=normalization_text(net.normalization)
         + "; elastic deformation, flips, rotations and grey-value changes of the tiles",
@@ -299,6 +305,7 @@ def bioimageio_config(spec, net: UNet, meta: dict[str, Any], test_output: np.nda
         loss_function="pixel-wise cross entropy weighted by the U-Net weight map (Ronneberger et al. 2015)",
         optimizer=config.get("optimizer"),
         regularization=f"dropout {net.dropout_p:g}" if net.dropout_p else None,
+        training_duration=history["elapsed_seconds"] / 3600 if history.get("elapsed_seconds") else None,
     )
     return spec.BioimageioConfig(
         architecture_type="U-Net (unpadded convolutions)",
@@ -319,7 +326,7 @@ def own_config(net: UNet, meta: dict[str, Any]) -> dict[str, Any]:
         "train_config": meta.get("train_config"),
         "versions": meta.get("versions"),
         "created": meta.get("created"),
-        "history": {k: history.get(k) for k in ("best_step", "best_score", "stopped")} if history else None,
+        "history": {k: history.get(k) for k in HISTORY_KEPT if k in history} if history else None,
     }
     return json.loads(
         json.dumps(
