@@ -237,6 +237,8 @@ def test_bad_names_and_missing_authors_are_refused(tmp_path):
         export_bioimageio(model, tmp_path / "x.zip", name="my/model!", description="d", authors=["A"])
     with pytest.raises(UNetInputError, match="at least one author"):
         export_bioimageio(model, tmp_path / "x.zip", name="Good name", description="d", authors=[])
+    with pytest.raises(UNetInputError, match="refused the package description"):
+        export_bioimageio(model, tmp_path / "x.zip", **PACKAGE, license="Not-A-Licence")
     assert not (tmp_path / "x.zip").exists()
 
 

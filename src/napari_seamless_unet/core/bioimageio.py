@@ -132,10 +132,15 @@ def export_bioimageio(
         files.write_torchscript(folder / "weights.torchscript.pt", net)
         (folder / "environment.yaml").write_text(files.environment())
         (folder / "README.md").write_text(documentation or files.readme(net, name, description))
-        descr = _description(
-            spec, net, folder, name=name, description=description, authors=people, license=license,
-            training_data=training_data, tags=tags, test_output=test_output,
-        )  # fmt: skip
+        try:
+            descr = _description(
+                spec, net, folder, name=name, description=description, authors=people, license=license,
+                training_data=training_data, tags=tags,
+            )  # fmt: skip
+        except ValueError as err:  # pydantic's ValidationError: a licence it does not know, a too long text...
+            if isinstance(err, UNetInputError):
+                raise
+            raise UNetInputError(f"bioimageio.spec refused the package description: {err}") from None
         _save_package(descr, path)
     return path
 
@@ -160,8 +165,7 @@ def _save_package(descr, path: Path) -> None:
         raise
 
 
-def _description(spec, net: UNet, folder: Path, *, name, description, authors, license, training_data, tags,
-                 test_output):  # fmt: skip
+def _description(spec, net: UNet, folder: Path, *, name, description, authors, license, training_data, tags):
     """The ``ModelDescr`` of the files in ``folder``."""
     from bioimageio.spec.dataset.v0_3 import DatasetDescr
 
@@ -240,7 +244,7 @@ def _description(spec, net: UNet, folder: Path, *, name, description, authors, l
             tags=["napari-seamless-unet", "training-data"],
         ),
         config=spec.Config(
-            bioimageio=files.bioimageio_config(spec, net, meta, test_output),
+            bioimageio=files.bioimageio_config(spec, net, meta),
             **{"napari_seamless_unet": files.own_config(net, meta)},
         ),
     )

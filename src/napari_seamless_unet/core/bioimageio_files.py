@@ -294,7 +294,7 @@ dependencies:
 """
 
 
-def bioimageio_config(spec, net: UNet, meta: dict[str, Any], test_output: np.ndarray):
+def bioimageio_config(spec, net: UNet, meta: dict[str, Any]):
     config, history = meta.get("train_config") or {}, meta.get("history") or {}
     training = spec.TrainingDetails(
         training_preprocessing=normalization_text(net.normalization)
