@@ -5,6 +5,7 @@ The public API is the pure compute core (numpy + torch; importing it imports nei
     from napari_seamless_unet import UNet, TrainConfig, train, predict, segment, save_model, load_model
     from napari_seamless_unet import instances_from_probabilities  # tune instances on saved probabilities
     from napari_seamless_unet import predict_dask, segment_dask  # lazy, on any dask scheduler or cluster
+    from napari_seamless_unet import export_bioimageio  # a bioimage.io model package (the [bioimageio] extra)
 
 The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
 ``--help`` do not import torch.
@@ -21,6 +22,7 @@ except ImportError:  # pragma: no cover - running from a source tree without an 
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
+    from .core.bioimageio import export_bioimageio
     from .core.dask_predict import predict_dask
     from .core.dask_segment import segment_dask
     from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
+    "export_bioimageio": ".core.bioimageio",
     "predict_dask": ".core.dask_predict",
     "segment_dask": ".core.dask_segment",
     "Cancelled": ".core.errors",
@@ -70,6 +73,7 @@ __all__ = [
     "UNetInputError",
     "__version__",
     "choose_tile_shape",
+    "export_bioimageio",
     "halo",
     "instances_from_probabilities",
     "iter_predict",

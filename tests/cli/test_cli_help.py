@@ -28,7 +28,15 @@ def _imported_modules(*argv: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["train", "--help"], ["segment", "--help"], ["postprocess", "--help"], ["demo", "--help"]]
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["segment", "--help"],
+        ["postprocess", "--help"],
+        ["export", "--help"],
+        ["demo", "--help"],
+    ],
 )
 def test_help_imports_neither_torch_nor_napari(argv):
     modules = _imported_modules(*argv)

@@ -11,7 +11,7 @@ import pytest
 from napari_seamless_unet.cli import build_parser
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "segment", "postprocess", "demo", "info"])
+@pytest.mark.parametrize("command", ["train", "predict", "segment", "postprocess", "demo", "info", "export"])
 def test_help_shows_every_default(command):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]

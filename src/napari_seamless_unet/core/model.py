@@ -16,7 +16,7 @@ from .normalization import Normalization
 TASKS = ("semantic", "instances")
 CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Conv3d, nn.ConvTranspose3d)
 
-__all__ = ["UNet", "center_crop", "count_conv_layers", "flops_per_output_pixel", "forward_flops"]
+__all__ = ["SoftmaxUNet", "UNet", "center_crop", "count_conv_layers", "flops_per_output_pixel", "forward_flops"]
 
 
 class UNet(nn.Module):
@@ -217,6 +217,20 @@ class UNet(nn.Module):
             + (", batch_norm=True" if self.batch_norm else "")
             + (f", ndim=3, voxel_size={self.voxel_size}" if self.ndim == 3 else "")
         )
+
+
+class SoftmaxUNet(UNet):
+    """The same network (same constructor arguments, same weights) returning class probabilities, a softmax over
+    the classes, instead of logits.
+
+    What a bioimage.io package's weights compute (:func:`~napari_seamless_unet.core.bioimageio.export_bioimageio`):
+    consumers such as deepImageJ show the network's output as it is, and expect probabilities.
+    ``UNet(**model.config)`` with its state dict is the plain network again.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(N, in_channels, *spatial)`` to probabilities ``(N, num_classes, *spatial - 2*halo)``."""
+        return torch.softmax(super().forward(x), dim=1)
 
 
 def count_conv_layers(model: nn.Module) -> int:

@@ -123,6 +123,13 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file {str(path)!r} does not exist; check the path or train a model first.")
+    from .bioimageio_load import is_bioimageio_package
+
+    if is_bioimageio_package(path):
+        raise ModelFileError(
+            f"{str(path)!r} is a bioimage.io model package, not a .unet.pt file: open it with load_model(), or "
+            f"turn it into one with save_model(load_model(path), 'model.unet.pt')."
+        )
     if path.is_dir():
         raise ModelFileError(f"{str(path)!r} is a folder, not a model file; pick the .unet.pt file inside it.")
     with open(path, "rb") as file:
@@ -169,6 +176,10 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 def load_model(path: str | os.PathLike, device: str | torch.device | None = "cpu") -> UNet:
     """Load a model written by :func:`save_model` (or a training checkpoint), in eval mode.
 
+    Also opens a bioimage.io model package (a ``.zip``, its ``rdf.yaml`` or a folder holding one; needs the
+    ``bioimageio`` extra): one written by :func:`~napari_seamless_unet.core.bioimageio.export_bioimageio`, or
+    another whose weights are this library's U-Net (:mod:`~napari_seamless_unet.core.bioimageio_load`).
+
     Never executes code from the file. The returned network carries ``.metadata`` (training configuration,
     history, versions) and ``.source_path``.
 
@@ -177,6 +188,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = "cpu
     ModelFileError
         Missing, truncated, foreign, unsafe or too new files, with what to do about it.
     """
+    from .bioimageio_load import is_bioimageio_package, load_bioimageio
+
+    if is_bioimageio_package(path):
+        return load_bioimageio(path, device)
     payload = read_model_file(path)
     try:
         model = UNet(**payload["config"])

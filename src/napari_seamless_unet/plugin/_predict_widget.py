@@ -28,6 +28,7 @@ from ._common import (
     report_exception,
 )
 from ._dask_job import STAGES, DaskSegmentResult
+from ._export import BioimageioExport
 from ._predict_dask import LazySegmenting
 from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
@@ -71,6 +72,9 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         Its class probabilities ``(num_classes, *spatial)``, when asked for.
     last_layer : napari.layers.Labels or None
         The Labels layer that received the result.
+    export : BioimageioExport
+        The *Export for bioimage.io* button (``export.button``, at the end of the Options section) and its run
+        (``export.last_path``).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -87,7 +91,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         self.model = ComboBox(
             label="model", choices=lambda _: self._model_choices(), tooltip="a model of this session, or a file"
         )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.pt")
+        self.model_file = FileEdit(label="model file", mode="r", filter="*.pt *.zip")
         self.model_file.changed.connect(self._on_file_chosen)
         self.scope = ComboBox(label="segment", choices=SCOPES, value="all")
         self.probabilities = CheckBox(text="also add the probability map", value=False)
@@ -108,13 +112,14 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
             tooltip="average the 8 flips and quarter turns of every tile: smoother, more continuous boundaries",
         )
         self.instance_options = InstanceOptions()
+        self.export = BioimageioExport(self)  # the chosen model as a bioimage.io package, in the Options section
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
         self.options, _ = section(
             "Options",
-            [self.tile_size, self.device, self.tta, *self.instance_options.widgets],
+            [self.tile_size, self.device, self.tta, *self.instance_options.widgets, self.export.button],
             tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
-            "(changing these after a run labels again without running the network)",
+            "(changing these after a run labels again without running the network); export for bioimage.io",
         )
         self.instance_options.connect(self._on_options_changed)
         for choice in (self.image, self.model, self.model_file, self.scope, self.lazy):
