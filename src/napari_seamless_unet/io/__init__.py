@@ -6,7 +6,8 @@
 - :mod:`.omezarr`: :func:`read_ome_zarr`, :func:`write_labels` into an OME-Zarr image's ``labels/`` group,
   :func:`write_ome_zarr` (OME-NGFF multiscale images, with the ``ome-zarr`` library).
 - :mod:`.pairs`: :func:`pair_images_and_labels` by file name, :func:`load_pairs` for training.
-- :mod:`.write`: :func:`output_paths`, :func:`create_zarr_output`, :func:`write_tiff` (ImageJ hyperstacks).
+- :mod:`.write`: :func:`output_paths`, :func:`create_zarr_output`, :func:`write_tiff` (ImageJ hyperstacks),
+  :func:`write_csv` (measurement tables).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .metadata import voxel_size
 from .omezarr import OmeZarrImage, is_ome_zarr, read_ome_zarr, write_labels, write_ome_zarr
 from .pairs import LABEL_ENDINGS, load_pairs, pair_images_and_labels
 from .read import IMAGE_SUFFIXES, TIFF_SUFFIXES, ImageFile, image_stem, is_zarr, list_images, open_image, open_zarr
-from .write import create_zarr_output, output_paths, write_tiff
+from .write import create_zarr_output, output_paths, write_csv, write_tiff
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -35,6 +36,7 @@ __all__ = [
     "pair_images_and_labels",
     "read_ome_zarr",
     "voxel_size",
+    "write_csv",
     "write_labels",
     "write_ome_zarr",
     "write_tiff",
