@@ -59,11 +59,13 @@ def labels_name(args) -> str:
 def plan(args, inputs: list[Path], kind: str) -> list[Target]:
     """One :class:`Target` per input from ``-o``/``--format`` or ``--labels-into-image``."""
     from ..io import is_ome_zarr, output_paths
+    from ..io.omezarr import require_ome_zarr
 
     if getattr(args, "labels_into_image", None) is not None:
         if args.output is not None or args.format is not None:
             raise UNetInputError("--labels-into-image writes into each input: give no -o/--output or --format.")
         name = labels_name(args)
+        require_ome_zarr()
         for src in inputs:
             if not is_ome_zarr(src):
                 raise UNetInputError(
@@ -77,6 +79,8 @@ def plan(args, inputs: list[Path], kind: str) -> list[Target]:
             targets.append(Target(src, dst, "ome-zarr"))
         else:
             targets.append(Target(src, dst, "zarr" if dst.suffix.lower() == ".zarr" else "tif"))
+    if any(t.kind == "ome-zarr" for t in targets):
+        require_ome_zarr()  # missing (Python 3.10): said before any work
     return targets
 
 

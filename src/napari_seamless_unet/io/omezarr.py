@@ -42,9 +42,12 @@ class OmeZarrImage(NamedTuple):
     voxel_size: tuple[float, ...] | None  #: (Y, X) or (Z, Y, X) in micrometres, as :func:`~.metadata.voxel_size`
 
 
-def _ome_zarr():
+def require_ome_zarr():
+    """The ``ome_zarr`` package, or a user error that says how to install it."""
     try:
         import ome_zarr.format
+        import ome_zarr.io
+        import ome_zarr.reader
         import ome_zarr.writer
     except ImportError:  # pragma: no cover - the dependency is declared for Python 3.11 and newer
         raise UNetInputError(
@@ -72,7 +75,7 @@ def _format(path: str | os.PathLike):
     """The ``ome_zarr.format`` of an existing store (0.4 for zarr v2, 0.5 for zarr v3)."""
     import zarr
 
-    formats = _ome_zarr().format
+    formats = require_ome_zarr().format
     group = zarr.open_group(str(path), mode="r")
     return formats.FormatV04() if group.metadata.zarr_format == 2 else formats.FormatV05()
 
@@ -104,6 +107,7 @@ def read_ome_zarr(path: str | os.PathLike) -> OmeZarrImage:
     UNetInputError
         When the path is no OME-Zarr image, or names an axis other than t, c, z, y, x.
     """
+    require_ome_zarr()
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader
 
@@ -260,7 +264,7 @@ def write_labels(
     """
     import zarr
 
-    writer = _ome_zarr().writer
+    writer = require_ome_zarr().writer
     image_path = Path(image_path)
     _check_image(image_path)
     if not name or "/" in name or name.startswith("."):
@@ -347,7 +351,7 @@ def write_ome_zarr(
     """
     import zarr
 
-    ome_zarr = _ome_zarr()
+    ome_zarr = require_ome_zarr()
     from ome_zarr.scale import Methods
 
     if version not in ("0.4", "0.5"):
