@@ -6,6 +6,7 @@ The public API is the pure compute core (numpy + torch; importing it imports nei
     from napari_seamless_unet import instances_from_probabilities  # tune instances on saved probabilities
     from napari_seamless_unet import predict_dask, segment_dask  # lazy, on any dask scheduler or cluster
     from napari_seamless_unet import export_bioimageio  # a bioimage.io model package (the [bioimageio] extra)
+    from napari_seamless_unet import measure  # a table of per-object measurements (regionprops_table)
 
 The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
 ``--help`` do not import torch.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .core.dask_segment import segment_dask
     from .core.errors import Cancelled, InvalidShapeError, ModelFileError, UNetInputError
     from .core.instances import instances_from_probabilities
+    from .core.measure import measure
     from .core.model import UNet
     from .core.model_io import load_model, save_model
     from .core.normalization import Normalization
@@ -44,6 +46,7 @@ _LAZY = {
     "ModelFileError": ".core.errors",
     "UNetInputError": ".core.errors",
     "instances_from_probabilities": ".core.instances",
+    "measure": ".core.measure",
     "UNet": ".core.model",
     "load_model": ".core.model_io",
     "save_model": ".core.model_io",
@@ -80,6 +83,7 @@ __all__ = [
     "iter_segment",
     "iter_train",
     "load_model",
+    "measure",
     "output_shape",
     "predict",
     "predict_dask",

@@ -249,3 +249,30 @@ def test_without_distributed_one_line_says_what_to_install(cli, tmp_path, discs,
     assert stderr == (
         'seamless-unet: error: --workers needs dask.distributed: pip install "napari-seamless-unet[distributed]"\n'
     )
+
+
+def test_workers_write_labels_into_an_ome_zarr_image_and_measure(cli, tmp_path, intensity_model_path, local_clusters):
+    """The dask path: blocks stored by the workers, then the pyramid into the image's labels/, and --measure."""
+    from napari_seamless_unet import measure
+    from napari_seamless_unet.io import read_ome_zarr, write_ome_zarr
+
+    image, _ = touching_discs((128, 160), n_objects=20, radius=(6, 11), seed=5)
+    path = tmp_path / "blobs.ome.zarr"
+    write_ome_zarr(path, image, axes="YX", scale={"Y": 0.5, "X": 0.5})
+    here = tmp_path / "here.tif"
+    assert cli("segment", intensity_model_path, path, "-o", here, "-q")[0] == 0
+    table = tmp_path / "blobs.csv"
+    status, stdout, stderr = cli(
+        "segment", intensity_model_path, path, "--labels-into-image", "--workers", "2", "--chunk-size", "64x80",
+        "--measure", table,
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert f"-> {path / 'labels' / 'bright'} (labels 128x160 YX)" in stdout
+    written = read_ome_zarr(path / "labels" / "bright")
+    assert written.voxel_size == pytest.approx((0.5, 0.5))
+    labels = written.data.compute()
+    assert len(np.unique(labels)) > 5
+    assert_same_partition(labels, tifffile.imread(here))
+    with open(table) as file:
+        rows = len(file.readlines()) - 1
+    assert rows == len(measure(labels)["label"]) == len(np.unique(labels)) - 1

@@ -213,12 +213,13 @@ def add_output_options(parser: argparse.ArgumentParser, kind: str) -> None:
         "-o",
         "--output",
         default=None,
-        help="output .tif/.tiff/.zarr file (one input) or folder (default: beside each input, "
-        f"named <name>_{kind}.tif)",
+        help="output .tif/.tiff/.zarr file (one input; .ome.zarr: an OME-Zarr image with a pyramid and the "
+        f"input's pixel size) or folder (default: beside each input, named <name>_{kind}.tif)",
     )
     parser.add_argument(
         "--format",
-        choices=("tif", "zarr"),
+        choices=("tif", "zarr", "ome.zarr"),
         default=None,
-        help="file type for outputs written into a folder (default: tif, zarr for zarr inputs)",
+        help="file type for outputs written into a folder (default: tif, zarr for zarr inputs; ome.zarr: OME-Zarr "
+        "images)",
     )

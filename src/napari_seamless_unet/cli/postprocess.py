@@ -11,6 +11,7 @@ import argparse
 import math
 
 from ._common import add_output_options, axes_letters
+from ._outputs import Measurements, add_ome_zarr_options, plan
 
 
 def probability(text: str) -> float:
@@ -109,32 +110,39 @@ def add_parser(subparsers) -> None:
         help="axes of the input with C the classes, e.g. CYX, CZYX, ZCYX (default: from the file, else C first)",
     )
     add_instance_options(sub)
+    add_ome_zarr_options(sub, into_image=False)
     sub.add_argument("-q", "--quiet", action="store_true", help="no summaries")
     sub.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    """Label every input, writing TIFFs whole and zarr outputs plane by plane."""
+    """Label every input, writing TIFFs whole and zarr outputs plane by plane; ``--measure``: their objects, plane
+    by plane (the probabilities are no intensities: shapes only)."""
     import numpy as np
 
     from ..core.instances import instances_from_probabilities, probability_axes
-    from ..io import create_zarr_output, list_images, open_image, output_paths, write_tiff
+    from ..io import list_images, open_image
 
     inputs = [p for path in args.inputs for p in list_images(path)]
-    for src, dst in zip(inputs, output_paths(inputs, args.output, "labels", args.format)):
-        data, file_axes = open_image(src)
-        axes = probability_axes(data.shape, args.axes or file_axes)
-        shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
-        out_axes = axes.replace("C", "")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        to_zarr = dst.suffix.lower() == ".zarr"
-        out = None
-        if to_zarr:
-            out = create_zarr_output(dst, shape, np.int32, out_axes, {"source": str(src), "output": "labels"})
-        result = instances_from_probabilities(data, axes=axes, out=out, **instance_options(args))
-        if not to_zarr:
-            write_tiff(dst, result, out_axes)
-        if not args.quiet:
-            found = "" if to_zarr else f", {len(np.unique(result[result > 0]))} objects"
-            print(f"{src} -> {dst} (labels {'x'.join(map(str, shape))} {out_axes}{found})")
+    targets = plan(args, inputs, "labels")
+    measurements = Measurements(args.measure)
+    try:
+        for target in targets:
+            src, dst = target.src, target.dst
+            data, file_axes = open_image(src)
+            axes = probability_axes(data.shape, args.axes or file_axes)
+            shape = tuple(n for n, a in zip(data.shape, axes) if a != "C")
+            out_axes = axes.replace("C", "")
+            out = target.open(shape, np.int32, out_axes, {"source": str(src), "output": "labels"})
+            result = instances_from_probabilities(data, axes=axes, out=out, **instance_options(args))
+            target.finish(result, out_axes, labels=True)
+            measurements.add(src, out if out is not None else result, out_axes, per_plane=True)
+            target.cleanup()
+            if not args.quiet:
+                found = "" if out is not None else f", {len(np.unique(result[result > 0]))} objects"
+                print(f"{src} -> {dst} (labels {'x'.join(map(str, shape))} {out_axes}{found})")
+    finally:
+        for target in targets:
+            target.cleanup()
+    measurements.write(args.quiet)
     return 0

@@ -13,6 +13,7 @@ from ._common import (
     positive_int,
     tile_size,
 )
+from ._outputs import Measurements, add_ome_zarr_options, plan
 from .postprocess import add_instance_options, instance_options
 
 #: command -> (help, what it writes, the ``output`` of the core's prediction)
@@ -68,6 +69,7 @@ def add_parser(subparsers) -> None:
         )
         if name == "segment":
             add_instance_options(sub)
+            add_ome_zarr_options(sub, into_image=True)
         add_cluster_options(sub)
         add_run_options(sub)
         sub.set_defaults(handler=run)
@@ -77,7 +79,7 @@ def run(args) -> int:
     """Predict or segment every input (``args.command``), writing TIFFs whole and zarr outputs tile by tile; with
     ``--workers`` or ``--scheduler``, block by block on dask workers (all inputs together)."""
     from ..core.model_io import load_model
-    from ..io import list_images, output_paths
+    from ..io import list_images
 
     output = COMMANDS[args.command][2]
     on_dask = uses_dask(args)
@@ -101,12 +103,18 @@ def run(args) -> int:
             "does not do: run without --workers/--scheduler to link planes."
         )
     inputs = [p for path in args.inputs for p in list_images(path)]
-    pairs = list(zip(inputs, output_paths(inputs, args.output, output, args.format)))
-    if on_dask:
-        _run_dask(args, model, pairs, output)
-    else:
-        for src, dst in pairs:
-            _run_here(args, model, src, dst, output)
+    targets = plan(args, inputs, output)
+    measurements = Measurements(getattr(args, "measure", None))
+    try:
+        if on_dask:
+            _run_dask(args, model, targets, output, measurements)
+        else:
+            for target in targets:
+                _run_here(args, model, target, output, measurements)
+    finally:
+        for target in targets:
+            target.cleanup()
+    measurements.write(args.quiet)
     return 0
 
 
@@ -132,30 +140,42 @@ def _summary(model, src, dst, output: str, shape, out_axes: str, result=None) ->
     return f"{src} -> {dst} ({output} {'x'.join(map(str, shape))} {out_axes}{found})"
 
 
-def _run_here(args, model, src, dst, output: str) -> None:
+def _run_here(args, model, target, output: str, measurements) -> None:
     """One input in this process: the core's loop, tile by tile, into a zarr output or an array for a TIFF."""
     from ..core.predict import output_dtype, output_layout, predict, segment
-    from ..io import create_zarr_output, open_image, write_tiff
+    from ..io import open_image
 
+    src, dst = target.src, target.dst
     image, file_axes = open_image(src)
     axes = args.axes or file_axes
     shape, out_axes = output_layout(model, image.shape, axes, output)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    to_zarr = dst.suffix.lower() == ".zarr"
-    out = None
-    if to_zarr:
-        attrs = {"source": str(src), "model": str(args.model), "output": output}
-        out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
+    attrs = {"source": str(src), "model": str(args.model), "output": output}
+    out = target.open(shape, output_dtype(model, output), out_axes, attrs)
+    to_zarr = out is not None
     kwargs = {**_core_options(args, axes), "out": out}
     with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
         if output == "labels":
             result = segment(model, image, progress=bar, **instance_options(args), **kwargs)
         else:
             result = predict(model, image, progress=bar, **kwargs)
-    if not to_zarr:
-        write_tiff(dst, result, out_axes)
+    target.finish(result, out_axes, labels=output == "labels")
+    _measure(measurements, model, target, result, out_axes, image, axes)
+    target.cleanup()
     if not args.quiet:
         print(_summary(model, src, dst, output, shape, out_axes, None if to_zarr else result))
+
+
+def _measure(measurements, model, target, result, out_axes: str, image, axes) -> None:
+    """``--measure``: the input's objects (a 2D model's plane by plane), under its intensities."""
+    from ..core.axes import resolve_axes
+
+    if measurements.path is None:
+        return
+
+    image_axes = resolve_axes(image.shape, axes, model.in_channels)
+    labels = target.array if target.tiled else result
+    per_plane = model.ndim == 2
+    measurements.add(target.src, labels, out_axes, image=image, image_axes=image_axes, per_plane=per_plane)
 
 
 def _on_chunk_grid(result, chunks: tuple[int, ...]):
@@ -173,13 +193,13 @@ def _on_chunk_grid(result, chunks: tuple[int, ...]):
     return result if aligned else result.rechunk(tuple(target))
 
 
-def _run_dask(args, model, pairs, output: str) -> None:
+def _run_dask(args, model, targets, output: str, measurements) -> None:
     """Every input as a lazy dask result, computed together on the workers of ``--workers``/``--scheduler``:
     zarr outputs stored block by block, TIFFs gathered and written here when their last block is done."""
     import numpy as np
 
     from ..core.predict import output_dtype, output_layout
-    from ..io import ImageFile, create_zarr_output, is_zarr, open_image, write_tiff
+    from ..io import ImageFile, is_zarr, open_image
     from ._cluster import cluster, compute_blocks
 
     with cluster(args) as client:
@@ -187,8 +207,9 @@ def _run_dask(args, model, pairs, output: str) -> None:
 
         import napari_seamless_unet as api  # predict_dask and segment_dask, loaded when used
 
-        jobs, lines = [], [""] * len(pairs)
-        for src, dst in pairs:
+        jobs, lines = [], [""] * len(targets)
+        for target in targets:
+            src = target.src
             # zarr arrays travel to the workers as they are; other files as their path (each worker opens them)
             if is_zarr(src):
                 image, file_axes = open_image(src)
@@ -203,22 +224,21 @@ def _run_dask(args, model, pairs, output: str) -> None:
                 result = api.segment_dask(model, image, **options, **kwargs)
             else:
                 result = api.predict_dask(model, image, **kwargs)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.suffix.lower() == ".zarr":
-                attrs = {"source": str(src), "model": str(args.model), "output": output}
-                out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
+            attrs = {"source": str(src), "model": str(args.model), "output": output}
+            out = target.open(shape, output_dtype(model, output), out_axes, attrs)
+            if out is not None:
                 result = da.store(_on_chunk_grid(result, out.chunks), out, lock=False, compute=False)
-            jobs.append((src, dst, shape, out_axes, result))
+            jobs.append((target, image, axes, shape, out_axes, result))
 
         def done(i: int, persisted) -> None:
-            src, dst, shape, out_axes, _ = jobs[i]
-            data = None
-            if dst.suffix.lower() != ".zarr":
-                data = np.asarray(persisted.compute())
-                write_tiff(dst, data, out_axes)
-            lines[i] = _summary(model, src, dst, output, shape, out_axes, data)
+            target, image, axes, shape, out_axes, _ = jobs[i]
+            data = None if target.tiled else np.asarray(persisted.compute())
+            target.finish(data, out_axes, labels=output == "labels")
+            _measure(measurements, model, target, data, out_axes, image, axes)
+            target.cleanup()
+            lines[i] = _summary(model, target.src, target.dst, output, shape, out_axes, data)
 
-        desc = pairs[0][0].name if len(pairs) == 1 else f"{len(pairs)} images"
+        desc = targets[0].src.name if len(targets) == 1 else f"{len(targets)} images"
         compute_blocks(client, [job[-1] for job in jobs], done, quiet=args.quiet, desc=desc)
     if not args.quiet:
         print("\n".join(lines))

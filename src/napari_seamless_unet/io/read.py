@@ -175,10 +175,12 @@ def open_zarr(path: str | os.PathLike, *, lazy: bool = True) -> tuple[Any, str |
         arrays = dict(node.arrays())
         if not arrays:
             raise UNetInputError(f"zarr group {str(path)!r} holds no array.")
-        with contextlib.suppress(Exception):  # OME-Zarr names its axes in the multiscales metadata
+        first = "0" if "0" in arrays else sorted(arrays)[0]
+        with contextlib.suppress(Exception):  # OME-Zarr names its axes and levels in the multiscales metadata
             meta = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
             axes_attr = "".join(a["name"] if isinstance(a, dict) else a for a in meta[0]["axes"])
-        node = arrays["0"] if "0" in arrays else arrays[sorted(arrays)[0]]
+            first = meta[0]["datasets"][0]["path"] if meta[0]["datasets"][0]["path"] in arrays else first
+        node = arrays[first]
     axes_attr = node.attrs.get("axes", axes_attr)
     axes = _axes_from_letters(axes_attr, len(node.shape)) if isinstance(axes_attr, str) else None
     return (node if lazy else node[...]), axes

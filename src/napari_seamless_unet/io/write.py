@@ -116,3 +116,36 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray, axes: str) -> None:
         tifffile.imwrite(path, data, imagej=True, metadata={"axes": order})
     else:
         tifffile.imwrite(path, data, metadata={"axes": axes})
+
+
+def write_csv(path: str | os.PathLike, tables: Sequence[dict] | dict) -> Path:
+    """Write measurement tables (dicts of equal-length columns, e.g. from ``core.measure.measure``) as one CSV.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file (its folder is made; an existing file is replaced).
+    tables : dict or sequence of dict
+        One table, or several written one after the other under the union of their columns (in the order first
+        seen; a column a table lacks is left empty in its rows).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    import csv
+
+    tables = [tables] if isinstance(tables, dict) else list(tables)
+    header = list(dict.fromkeys(name for table in tables for name in table))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for table in tables:
+            columns = {name: np.asarray(values).tolist() for name, values in table.items()}
+            rows = len(next(iter(columns.values()), []))
+            empty = [""] * rows
+            writer.writerows(zip(*(columns.get(name, empty) for name in header)) if header else [])
+    return path

@@ -137,6 +137,8 @@ class LazySegmenting:
         notify_info(message)
         self.drop_kept()  # nothing to label again from: change the options and Segment again
         self._enable_options()
+        if not (result.lazy or result.cancelled):
+            self.measure_layer(self.last_layer, layer, axes, model)  # its features, in a worker
 
     def _on_finished(self) -> None:
         if self._progress is not None:

@@ -213,6 +213,7 @@ class Relabelling:
             layer.refresh()
         kept.options = result.options
         self.last_labels = layer.data
+        self.measure_again(layer)  # the features follow the new labels
         where = f" of plane {kept.plane}" if kept.plane else ""
         self.status.value = (
             f"Re-labelled from the kept probabilities: {result.objects} objects{where} in {layer.name!r} "

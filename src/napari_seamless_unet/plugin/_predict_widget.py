@@ -29,6 +29,7 @@ from ._common import (
 )
 from ._dask_job import STAGES, DaskSegmentResult
 from ._export import BioimageioExport
+from ._measure import Measuring
 from ._predict_dask import LazySegmenting
 from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
@@ -38,7 +39,7 @@ FROM_FILE = "from file (below)"
 SCOPES = [("whole image / stack", "all"), ("current plane only", "plane")]
 
 
-class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Relabelling, QWidget):
+class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Relabelling, Measuring, QWidget):
     """Segment an image layer with a trained U-Net.
 
     Attributes
@@ -115,9 +116,10 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         self.export = BioimageioExport(self)  # the chosen model as a bioimage.io package, in the Options section
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
+        self._make_measure_widgets()
         self.options, _ = section(
             "Options",
-            [self.tile_size, self.device, self.tta, *self.instance_options.widgets, self.export.button],
+            [self.tile_size, self.device, self.tta, *self.instance_options.widgets, self.export.button, self.measure_objects],
             tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
             "(changing these after a run labels again without running the network); export for bioimage.io",
         )
@@ -137,6 +139,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         layout.addWidget(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status.native)
+        layout.addWidget(self.measure_row.native)
         layout.addStretch()
 
         pick_default_layer(self.image, viewer, "Image")
@@ -361,6 +364,8 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         notify_info(message)
         self._enable_options()  # the model's task is known now
         self._keep(result, layer, self.last_layer, plane, ax.spatial_axes(axes))
+        if not result.cancelled:
+            self.measure_layer(self.last_layer, layer, axes, model)  # its features, in a worker
 
     def _plane_target(self, layer, axes, mark, dtype):
         """The plugin's Labels layer that per-plane runs on ``layer`` with this model write into, or None."""
