@@ -119,7 +119,14 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         self._make_measure_widgets()
         self.options, _ = section(
             "Options",
-            [self.tile_size, self.device, self.tta, *self.instance_options.widgets, self.export.button, self.measure_objects],
+            [
+                self.tile_size,
+                self.device,
+                self.tta,
+                *self.instance_options.widgets,
+                self.export.button,
+                self.measure_objects,
+            ],
             tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
             "(changing these after a run labels again without running the network); export for bioimage.io",
         )
