@@ -117,16 +117,10 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
         self._make_measure_widgets()
+        options = [self.tile_size, self.device, self.tta, *self.instance_options.widgets]
         self.options, _ = section(
             "Options",
-            [
-                self.tile_size,
-                self.device,
-                self.tta,
-                *self.instance_options.widgets,
-                self.export.button,
-                self.measure_objects,
-            ],
+            [*options, self.export.button, self.measure_objects],
             tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
             "(changing these after a run labels again without running the network); export for bioimage.io",
         )
