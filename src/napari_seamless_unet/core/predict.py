@@ -32,6 +32,7 @@ from .outputs import (  # noqa: F401  (output_layout, output_dtype, check_out: i
     output_layout,
 )
 from .progress import Progress, ProgressLike, run
+from .rescale import iter_rescaled, labelling_spacing, zoom_factors
 from .tiling import Tile, TileGrid, read_mirrored
 
 OUTPUTS = ("probabilities", "labels")
@@ -75,17 +76,27 @@ def iter_predict(
     out=None,
     name: str = "image",
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict`: yields :class:`Progress` per batch of tiles, returns the result.
 
     ``output="labels"`` writes class ids (argmax) instead of probabilities, so a whole-image probability map is
-    never held. Closing the generator early keeps the tiles already written to ``out``.
+    never held. Closing the generator early keeps the tiles (planes, when rescaled) already written to ``out``.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     image = _as_array(image)
     axes = _check_image(model, image, axes, name)
     out, _ = _output_array(out, model, image.shape, axes, output, name)
+    zoom = zoom_factors(model, voxel_size, rescale)
+    if zoom is not None:  # another pixel size than the model's: plane by plane at the model's (core/rescale.py)
+        options = {"tile_shape": tile_shape, "batch_size": batch_size, "device": device, "precision": precision}
+        return (
+            yield from iter_rescaled(
+                iter_predict, model, image, axes, zoom, output=output, out=out, name=name, tta=tta, **options
+            )
+        )
 
     dev = resolve_device(device)
     unit = ax.unit_axes(model.ndim)  # what one network input covers: a plane (YX) or a volume (ZYX)
@@ -173,6 +184,8 @@ def predict(
     precision: str = "auto",
     out=None,
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
@@ -202,6 +215,14 @@ def predict(
     tta : bool
         Test-time augmentation: average the 8 flips and quarter turns of every tile (8x the time). Smoother,
         more continuous boundaries; on ISBI 2012 it lowered the Rand error markedly (benchmarks/README.md).
+    voxel_size : sequence of float or float, optional
+        The image's physical pixel size (Y, X; a ZYX size gives its last axes to a 2D model) or voxel size (Z, Y, X),
+        in micrometres, as the model's ``voxel_size`` records its training data's. Where both are known and differ
+        by more than 1%, each plane (volume) is resampled to the model's size, predicted, and its probabilities
+        resampled back to the image's grid (:mod:`~napari_seamless_unet.core.rescale`; one plane held at both
+        sizes at a time). None: unknown, no resampling.
+    rescale : bool
+        False: predict at the image's own pixel size whatever ``voxel_size`` says.
     progress : callable or tqdm-like, optional
         Receives tiles done / total.
     should_stop : callable, optional
@@ -228,6 +249,8 @@ def predict(
         output="probabilities",
         out=out,
         tta=tta,
+        voxel_size=voxel_size,
+        rescale=rescale,
     )
     return run(gen, progress, should_stop, partial=lambda: out)
 
@@ -249,23 +272,26 @@ def segment(
     restore_borders: bool = True,
     link_planes: bool = False,
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Label image of ``image``: class ids for a semantic model, instance labels for an instance model.
 
-    Takes the arguments of :func:`predict` (``tta`` included). For an instance model, the foreground
-    probability of each plane is turned into objects as soon as the plane is predicted, exactly as
-    ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities is
-    held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
-    are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
-    used in training keeps a gap between touching objects, which is what separates them; ``restore_borders``
-    gives that gap back to the objects. ``threshold``, ``method`` and ``min_size`` left None take the model's
-    defaults (:func:`~napari_seamless_unet.core.instances.default_options`): 0.7, components and 0 for a 2D
-    model; 0.5, a watershed in physical units and 30 voxels for a 3D one, whose objects touch across surfaces.
-    A three-class instance model (background, interior, border) separates
-    them by its border class instead: the objects grow from the interior and take their border back. Ids are
-    unique across a stack. These options do nothing for a semantic model (the argmax class of each pixel).
+    Takes the arguments of :func:`predict` (``tta``, ``voxel_size`` and ``rescale`` included: labels are made on the
+    image's grid from the probabilities resampled back, ``min_size`` counts the image's pixels). For an instance
+    model, the foreground probability of each plane is turned into objects as soon as the plane is predicted,
+    exactly as ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities
+    is held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes`` are
+    those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map used in
+    training keeps a gap between touching objects, which is what separates them; ``restore_borders`` gives that gap
+    back to the objects. ``threshold``, ``method`` and ``min_size`` left None take the model's defaults
+    (:func:`~napari_seamless_unet.core.instances.default_options`): 0.7, components and 0 for a 2D model; 0.5, a
+    watershed in physical units and 30 voxels for a 3D one, whose objects touch across surfaces. A three-class
+    instance model (background, interior, border) separates them by its border class instead: the objects grow from
+    the interior and take their border back. Ids are unique across a stack. These options do nothing for a semantic
+    model (the argmax class of each pixel).
 
     Returns
     -------
@@ -291,6 +317,8 @@ def segment(
             restore_borders=restore_borders,
             link_planes=link_planes,
             tta=tta,
+            voxel_size=voxel_size,
+            rescale=rescale,
         ),
         progress,
         should_stop,
@@ -334,7 +362,7 @@ def iter_segment(
         link_planes=link_planes,
         num_classes=model.num_classes,
         ndim=model.ndim,
-        spacing=model.voxel_size,
+        spacing=labelling_spacing(model, kwargs.get("voxel_size"), kwargs.get("rescale", True)),
     )
     sink = ForegroundSink(labeller, model.num_classes)
     yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)
