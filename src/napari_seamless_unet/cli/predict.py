@@ -13,6 +13,7 @@ from ._common import (
     positive_int,
     tile_size,
 )
+from ._pixel import add_pixel_options, refuse_rescaling_on_dask, rescale_options
 from .postprocess import add_instance_options, instance_options
 
 #: command -> (help, what it writes, the ``output`` of the core's prediction)
@@ -66,6 +67,7 @@ def add_parser(subparsers) -> None:
             help="test-time augmentation: average the 8 flips and quarter turns of every tile (8x slower; "
             "smoother, more continuous boundaries)",
         )
+        add_pixel_options(sub)
         if name == "segment":
             add_instance_options(sub)
         add_cluster_options(sub)
@@ -103,6 +105,8 @@ def run(args) -> int:
     inputs = [p for path in args.inputs for p in list_images(path)]
     pairs = list(zip(inputs, output_paths(inputs, args.output, output, args.format)))
     if on_dask:
+        for src, _ in pairs:  # before a cluster starts
+            refuse_rescaling_on_dask(args, model, src)
         _run_dask(args, model, pairs, output)
     else:
         for src, dst in pairs:
@@ -146,7 +150,7 @@ def _run_here(args, model, src, dst, output: str) -> None:
     if to_zarr:
         attrs = {"source": str(src), "model": str(args.model), "output": output}
         out = create_zarr_output(dst, shape, output_dtype(model, output), out_axes, attrs)
-    kwargs = {**_core_options(args, axes), "out": out}
+    kwargs = {**_core_options(args, axes), "out": out, **rescale_options(args, model, src)}
     with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
         if output == "labels":
             result = segment(model, image, progress=bar, **instance_options(args), **kwargs)
