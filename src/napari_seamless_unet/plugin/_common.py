@@ -189,6 +189,7 @@ class JobRunner:
 
     worker = None
     job = None
+    activity = None  # napari's progress bar of the current run (napari.utils.progress), or None
     _busy = False
 
     @property
@@ -229,7 +230,28 @@ class JobRunner:
         )
         return self.worker
 
+    def _open_activity(self, description: str, total: int) -> None:
+        """napari's own progress bar for the run (in its activity dock), beside the dock's; closed when it ends."""
+        from napari.utils import progress
+
+        self._close_activity()
+        self.activity = progress(total=int(total), desc=description)
+
+    def _show_activity(self, done: int, total: int | None = None) -> None:
+        bar = self.activity
+        if bar is None:
+            return
+        if total is not None and bar.total != int(total):
+            bar.total = int(total)
+        bar.update(int(done) - bar.n)
+
+    def _close_activity(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
+
     def _on_finished(self):
+        self._close_activity()
         self._busy = False
         run_button, stop_button = self._buttons()
         run_button.enabled = True

@@ -28,6 +28,7 @@ from ._common import (
     report_exception,
 )
 from ._dask_job import STAGES, DaskSegmentResult
+from ._pixel import layer_voxel_size, refuse_lazy_rescaling, rescale_option, rescale_text
 from ._predict_dask import LazySegmenting
 from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
@@ -107,14 +108,15 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
             value=False,
             tooltip="average the 8 flips and quarter turns of every tile: smoother, more continuous boundaries",
         )
+        self.rescale = rescale_option()
         self.instance_options = InstanceOptions()
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
         self.options, _ = section(
             "Options",
-            [self.tile_size, self.device, self.tta, *self.instance_options.widgets],
-            tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
-            "(changing these after a run labels again without running the network)",
+            [self.tile_size, self.device, self.tta, self.rescale, *self.instance_options.widgets],
+            tooltip="tile size, device, test-time augmentation, pixel size; how an instance model's probabilities become "
+            "objects (changing these after a run labels again without running the network)",
         )
         self.instance_options.connect(self._on_options_changed)
         for choice in (self.image, self.model, self.model_file, self.scope, self.lazy):
@@ -251,7 +253,9 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
+        pixel = {"voxel_size": layer_voxel_size(layer, axes), "rescale": bool(self.rescale.value)}
         if self.lazy_mode:
+            refuse_lazy_rescaling(model, pixel["voxel_size"], pixel["rescale"])
             self._target = (layer, axes, None, model, name)
             return self.make_dask_job(layer, model, data, axes, options, tile_shape, device)
         plane = None
@@ -276,6 +280,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
             probabilities=bool(self.probabilities.value),
             name=layer.name,
             tta=bool(self.tta.value),
+            **pixel,
         )
         self._target = (layer, axes, plane, model, name)
         return job
@@ -300,8 +305,11 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
         if not isinstance(job, PredictionJob):
             self._lazy_started(job, layer)
-        elif model.ndim == 3 and self.scope.value == "plane":
-            self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
+        else:
+            self._open_activity(f"Segmenting {layer.name}", 1000)  # napari's progress bar, beside the dock's
+            self.status.value += rescale_text(model, job.voxel_size, job.rescale)
+            if model.ndim == 3 and self.scope.value == "plane":
+                self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
         return self._launch(job)
 
     def cancel(self):
@@ -314,6 +322,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         if event.stage in STAGES:
             return self._on_lazy_yielded(event)
         self.progress_bar.setValue(int(event.done))
+        self._show_activity(int(event.done))
         info = event.info or {}
         if event.stage == "label":
             self.status.value = "Labelling the objects…"
