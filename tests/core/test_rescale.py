@@ -196,3 +196,18 @@ def test_a_model_trained_at_pixel_size_1_finds_the_same_objects_at_pixel_size_0_
     print(f"AP@0.5 rescaled {ap:.3f} (matched IoU {iou:.3f}), not rescaled {ap_plain:.3f}")
     assert ap >= 0.9 and iou >= 0.85, (ap, iou)
     assert ap_plain < 0.6, ap_plain
+
+
+def test_a_3d_model_rescales_whole_volumes_and_labels_with_the_images_voxel_size():
+    torch.manual_seed(0)
+    model = UNet(base_channels=2, depth=1, ndim=3, voxel_size=(2.0, 1.0, 1.0), task="instances").eval()
+    volume = np.random.default_rng(5).random((2, 8, 48, 40)).astype(np.float32)  # T, Z, Y, X
+    probabilities = predict(model, volume, axes="TZYX", device="cpu", voxel_size=(1.0, 0.5, 0.5))
+    assert probabilities.shape == (2, 2, 8, 48, 40)
+    small = rescale.resample(volume[1][None], (4, 24, 20))[0]
+    expected = rescale.resample(predict(model, small, axes="ZYX", device="cpu"), (8, 48, 40))
+    np.testing.assert_allclose(probabilities[:, 1], expected, atol=1e-6)
+    assert rescale.labelling_spacing(model, (1.0, 0.5, 0.5)) == (1.0, 0.5, 0.5)  # labelled on the image's grid
+    assert rescale.labelling_spacing(model, (1.0, 0.5, 0.5), rescale=False) == (2.0, 1.0, 1.0)
+    labels = segment(model, volume, axes="TZYX", device="cpu", voxel_size=(1.0, 0.5, 0.5))
+    assert labels.shape == (2, 8, 48, 40) and labels.dtype == np.int32
