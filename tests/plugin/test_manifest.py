@@ -107,3 +107,48 @@ def test_project_urls_for_the_napari_hub():
     urls = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]
     assert {"Bug Tracker", "Documentation", "Source Code", "User Support"} <= set(urls)
     assert all(url.startswith("https://") for url in urls.values())
+
+
+def _project() -> dict:
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    return tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]
+
+
+def test_package_metadata_has_what_the_napari_hub_shows():
+    project = _project()
+    assert project["description"] and len(project["description"]) < 200  # the hub's summary
+    assert project["readme"] == "README.md" and project["license"] == "BSD-3-Clause"
+    classifiers = project["classifiers"]
+    assert "Framework :: napari" in classifiers
+    versions = [c.rsplit(" ", 1)[-1] for c in classifiers if c.startswith("Programming Language :: Python :: 3.")]
+    minimum = project["requires-python"].removeprefix(">=")
+    assert versions and min(versions, key=lambda v: tuple(map(int, v.split(".")))) == minimum
+    assert "napari" in project["keywords"]
+
+
+def test_citation_cff_cites_the_paper_and_the_software():
+    from pathlib import Path
+
+    import yaml
+
+    from napari_seamless_unet import __version__
+
+    path = Path(__file__).resolve().parents[2] / "CITATION.cff"
+    cff = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["version"] == __version__ and cff["license"] == _project()["license"]
+    assert cff["repository-code"] == _project()["urls"]["Source Code"]
+    paper = cff["preferred-citation"]
+    assert paper["type"] == "conference-paper" and paper["title"].startswith("U-Net: Convolutional Networks")
+    assert [a["family-names"] for a in paper["authors"]] == ["Ronneberger", "Fischer", "Brox"]
+    assert (paper["year"], paper["volume"], paper["start"], paper["end"]) == (2015, 9351, 234, 241)
+    assert paper["doi"] == "10.1007/978-3-319-24574-4_28" and "MICCAI" in paper["collection-title"]
+    try:  # the schema itself, where cffconvert is installed (pip install cffconvert)
+        from cffconvert.cli.create_citation import create_citation
+    except ImportError:
+        return
+    create_citation(str(path), None).validate()

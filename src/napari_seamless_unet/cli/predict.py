@@ -14,6 +14,7 @@ from ._common import (
     tile_size,
 )
 from ._outputs import Measurements, add_ome_zarr_options, plan
+from ._pixel import add_pixel_options, refuse_rescaling_on_dask, rescale_options
 from .postprocess import add_instance_options, instance_options
 
 #: command -> (help, what it writes, the ``output`` of the core's prediction)
@@ -67,6 +68,7 @@ def add_parser(subparsers) -> None:
             help="test-time augmentation: average the 8 flips and quarter turns of every tile (8x slower; "
             "smoother, more continuous boundaries)",
         )
+        add_pixel_options(sub)
         if name == "segment":
             add_instance_options(sub)
             add_ome_zarr_options(sub, into_image=True)
@@ -107,6 +109,8 @@ def run(args) -> int:
     measurements = Measurements(getattr(args, "measure", None))
     try:
         if on_dask:
+            for target in targets:  # before a cluster starts
+                refuse_rescaling_on_dask(args, model, target.src)
             _run_dask(args, model, targets, output, measurements)
         else:
             for target in targets:
@@ -152,7 +156,7 @@ def _run_here(args, model, target, output: str, measurements) -> None:
     attrs = {"source": str(src), "model": str(args.model), "output": output}
     out = target.open(shape, output_dtype(model, output), out_axes, attrs)
     to_zarr = out is not None
-    kwargs = {**_core_options(args, axes), "out": out}
+    kwargs = {**_core_options(args, axes), "out": out, **rescale_options(args, model, src)}
     with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:
         if output == "labels":
             result = segment(model, image, progress=bar, **instance_options(args), **kwargs)

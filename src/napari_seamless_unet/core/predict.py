@@ -20,21 +20,25 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
     predict_tiles,
     shrink_after_oom,
 )
-from .instances import ForegroundSink, StackLabeller, default_options, holds_instance_ids
+from .instances import ForegroundSink, StackLabeller, default_options
 from .model import UNet
 from .normalization import apply_statistics
+from .outputs import (  # noqa: F401  (output_layout, output_dtype, check_out: importable from here, as before)
+    _as_array,
+    _output_array,
+    allocate_output,
+    check_out,
+    output_dtype,
+    output_layout,
+)
 from .progress import Progress, ProgressLike, run
+from .rescale import iter_rescaled, labelling_spacing, zoom_factors
 from .tiling import Tile, TileGrid, read_mirrored
 
 OUTPUTS = ("probabilities", "labels")
 
 
 # -- the prediction loop -----------------------------------------------------------------------------------------
-def _as_array(image):
-    """numpy, dask and zarr arrays as they are (read lazily); anything else (lists...) through numpy."""
-    return image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
-
-
 def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     ax.check_image_dtype(image, name)
     axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
@@ -47,67 +51,6 @@ def _check_image(model: UNet, image, axes: str | None, name: str) -> str:
     # 3D network's z context) is mirrored as often as needed, which is what the 3D U-Net papers do.
     shapes.check_context((image.shape[axes.index("Y")], image.shape[axes.index("X")]), model.depth, name, trained=True)
     return axes
-
-
-def output_layout(
-    model: UNet, image_shape: Sequence[int], axes: str | None = None, output: str = "probabilities"
-) -> tuple[tuple[int, ...], str]:
-    """Shape and axes of what :func:`predict` (``output="probabilities"``) or :func:`segment` (``"labels"``) returns.
-
-    The result has the image's axes without C; probabilities put the classes first, on a new axis C.
-    Returns ``(shape, axes)``, e.g. ``((2, 5, 512, 512), "CZYX")`` for probabilities of a ZYX stack.
-    """
-    resolved = ax.resolve_axes(image_shape, axes, model.in_channels)
-    spatial = tuple(int(n) for n, a in zip(image_shape, resolved) if a != "C")
-    if output == "probabilities":
-        return (model.num_classes, *spatial), "C" + ax.spatial_axes(resolved)
-    return spatial, ax.spatial_axes(resolved)
-
-
-def output_dtype(model: UNet, output: str = "probabilities") -> np.dtype:
-    """The dtype of :func:`predict`'s (float32) or :func:`segment`'s result (int32 instances, uint8 classes)."""
-    if output == "probabilities":
-        return np.dtype(np.float32)
-    if model.task == "instances":
-        return np.dtype(np.int32)
-    return np.dtype(np.uint8 if model.num_classes <= 255 else np.int32)
-
-
-def check_out(out, expected: tuple[int, ...], model: UNet, output: str, name: str = "image") -> None:
-    """Refuse an ``out`` array whose shape or dtype cannot take the result, before any work is done."""
-    if tuple(out.shape) != tuple(expected):
-        raise UNetInputError(
-            f"out has shape {tuple(out.shape)}, expected {tuple(expected)} for the {output} of {name}; create it "
-            f"with that shape (numpy.zeros or zarr.zeros) or leave out=None."
-        )
-    dtype = np.dtype(out.dtype)
-    needed = output_dtype(model, output)
-    if output == "probabilities":
-        if dtype.kind != "f":
-            raise UNetInputError(
-                f"out has dtype {dtype}, but probabilities are fractions between 0 and 1; create it with dtype float32."
-            )
-        return
-    if model.task == "instances":
-        ok = holds_instance_ids(dtype)
-        what = "instance ids (one per object, possibly many thousands)"
-    else:
-        ok = dtype.kind in "iu" and np.iinfo(dtype).max >= model.num_classes - 1
-        what = f"class ids 0..{model.num_classes - 1}"
-    if not ok:
-        raise UNetInputError(
-            f"out has dtype {dtype}, which cannot hold {what} without wrapping around; create it with dtype "
-            f"{needed} (e.g. numpy.zeros(shape, dtype='{needed}'))."
-        )
-
-
-def _output_array(out, model: UNet, image_shape, axes: str, output: str, name: str):
-    """``out`` checked against the result's shape and dtype, or a new zero-filled numpy array; and the axes."""
-    expected, result_axes = output_layout(model, image_shape, axes, output)
-    if out is None:
-        return np.zeros(expected, dtype=output_dtype(model, output)), result_axes
-    check_out(out, expected, model, output, name)
-    return out, result_axes
 
 
 def _write(out, output: str, axes: str, plane: dict, tile: Tile, values: np.ndarray) -> None:
@@ -133,17 +76,27 @@ def iter_predict(
     out=None,
     name: str = "image",
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict`: yields :class:`Progress` per batch of tiles, returns the result.
 
     ``output="labels"`` writes class ids (argmax) instead of probabilities, so a whole-image probability map is
-    never held. Closing the generator early keeps the tiles already written to ``out``.
+    never held. Closing the generator early keeps the tiles (planes, when rescaled) already written to ``out``.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     image = _as_array(image)
     axes = _check_image(model, image, axes, name)
     out, _ = _output_array(out, model, image.shape, axes, output, name)
+    zoom = zoom_factors(model, voxel_size, rescale)
+    if zoom is not None:  # another pixel size than the model's: plane by plane at the model's (core/rescale.py)
+        options = {"tile_shape": tile_shape, "batch_size": batch_size, "device": device, "precision": precision}
+        return (
+            yield from iter_rescaled(
+                iter_predict, model, image, axes, zoom, output=output, out=out, name=name, tta=tta, **options
+            )
+        )
 
     dev = resolve_device(device)
     unit = ax.unit_axes(model.ndim)  # what one network input covers: a plane (YX) or a volume (ZYX)
@@ -231,6 +184,8 @@ def predict(
     precision: str = "auto",
     out=None,
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
@@ -260,6 +215,14 @@ def predict(
     tta : bool
         Test-time augmentation: average the 8 flips and quarter turns of every tile (8x the time). Smoother,
         more continuous boundaries; on ISBI 2012 it lowered the Rand error markedly (benchmarks/README.md).
+    voxel_size : sequence of float or float, optional
+        The image's physical pixel size (Y, X; a ZYX size gives its last axes to a 2D model) or voxel size (Z, Y, X),
+        in micrometres, as the model's ``voxel_size`` records its training data's. Where both are known and differ
+        by more than 1%, each plane (volume) is resampled to the model's size, predicted, and its probabilities
+        resampled back to the image's grid (:mod:`~napari_seamless_unet.core.rescale`; one plane held at both
+        sizes at a time). None: unknown, no resampling.
+    rescale : bool
+        False: predict at the image's own pixel size whatever ``voxel_size`` says.
     progress : callable or tqdm-like, optional
         Receives tiles done / total.
     should_stop : callable, optional
@@ -286,14 +249,10 @@ def predict(
         output="probabilities",
         out=out,
         tta=tta,
+        voxel_size=voxel_size,
+        rescale=rescale,
     )
     return run(gen, progress, should_stop, partial=lambda: out)
-
-
-def allocate_output(model: UNet, image, *, axes: str | None = None, output: str = "probabilities") -> np.ndarray:
-    """A zero-filled numpy array of the shape and dtype that :func:`predict` or :func:`segment` returns."""
-    shape, _ = output_layout(model, _as_array(image).shape, axes, output)
-    return np.zeros(shape, dtype=output_dtype(model, output))
 
 
 def segment(
@@ -313,23 +272,26 @@ def segment(
     restore_borders: bool = True,
     link_planes: bool = False,
     tta: bool = False,
+    voxel_size: Sequence[float] | float | None = None,
+    rescale: bool = True,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """Label image of ``image``: class ids for a semantic model, instance labels for an instance model.
 
-    Takes the arguments of :func:`predict` (``tta`` included). For an instance model, the foreground
-    probability of each plane is turned into objects as soon as the plane is predicted, exactly as
-    ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities is
-    held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes``
-    are those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map
-    used in training keeps a gap between touching objects, which is what separates them; ``restore_borders``
-    gives that gap back to the objects. ``threshold``, ``method`` and ``min_size`` left None take the model's
-    defaults (:func:`~napari_seamless_unet.core.instances.default_options`): 0.7, components and 0 for a 2D
-    model; 0.5, a watershed in physical units and 30 voxels for a 3D one, whose objects touch across surfaces.
-    A three-class instance model (background, interior, border) separates
-    them by its border class instead: the objects grow from the interior and take their border back. Ids are
-    unique across a stack. These options do nothing for a semantic model (the argmax class of each pixel).
+    Takes the arguments of :func:`predict` (``tta``, ``voxel_size`` and ``rescale`` included: labels are made on the
+    image's grid from the probabilities resampled back, ``min_size`` counts the image's pixels). For an instance
+    model, the foreground probability of each plane is turned into objects as soon as the plane is predicted,
+    exactly as ``instances_from_probabilities(predict(model, image), ...)`` would (only one plane of probabilities
+    is held): ``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders`` and ``link_planes`` are
+    those of :func:`~napari_seamless_unet.core.instances.instances_from_probabilities`. The weight map used in
+    training keeps a gap between touching objects, which is what separates them; ``restore_borders`` gives that gap
+    back to the objects. ``threshold``, ``method`` and ``min_size`` left None take the model's defaults
+    (:func:`~napari_seamless_unet.core.instances.default_options`): 0.7, components and 0 for a 2D model; 0.5, a
+    watershed in physical units and 30 voxels for a 3D one, whose objects touch across surfaces. A three-class
+    instance model (background, interior, border) separates them by its border class instead: the objects grow from
+    the interior and take their border back. Ids are unique across a stack. These options do nothing for a semantic
+    model (the argmax class of each pixel).
 
     Returns
     -------
@@ -355,6 +317,8 @@ def segment(
             restore_borders=restore_borders,
             link_planes=link_planes,
             tta=tta,
+            voxel_size=voxel_size,
+            rescale=rescale,
         ),
         progress,
         should_stop,
@@ -398,7 +362,7 @@ def iter_segment(
         link_planes=link_planes,
         num_classes=model.num_classes,
         ndim=model.ndim,
-        spacing=model.voxel_size,
+        spacing=labelling_spacing(model, kwargs.get("voxel_size"), kwargs.get("rescale", True)),
     )
     sink = ForegroundSink(labeller, model.num_classes)
     yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, **kwargs)

@@ -189,6 +189,9 @@ class JobRunner:
 
     worker = None
     job = None
+    activity = None  # napari's progress bar of the current run (napari.utils.progress), or None
+    _activity_value = (0, None)
+    _activity_pending = False
     _busy = False
 
     @property
@@ -229,7 +232,41 @@ class JobRunner:
         )
         return self.worker
 
+    def _open_activity(self, description: str, total: int) -> None:
+        """napari's own progress bar for the run (in its activity dock), beside the dock's; closed when it ends."""
+        from napari.utils import progress
+
+        self._close_activity()
+        self.activity = progress(total=int(total), desc=description)
+
+    def _show_activity(self, done: int, total: int | None = None) -> None:
+        """Move napari's bar to ``done`` (of ``total``) from the event loop, not inside the dock's handler: napari's
+        bar processes Qt events as it moves, which would run the run's later handlers in the middle of this one."""
+        if self.activity is None:
+            return
+        self._activity_value = (int(done), total)
+        if not self._activity_pending:
+            from qtpy.QtCore import QTimer
+
+            self._activity_pending = True
+            QTimer.singleShot(0, self._move_activity)
+
+    def _move_activity(self) -> None:
+        self._activity_pending = False
+        bar, (done, total) = self.activity, self._activity_value
+        if bar is None:  # the run ended first
+            return
+        if total is not None and bar.total != int(total):
+            bar.total = int(total)
+        bar.update(done - bar.n)
+
+    def _close_activity(self) -> None:
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
+
     def _on_finished(self):
+        self._close_activity()
         self._busy = False
         run_button, stop_button = self._buttons()
         run_button.enabled = True

@@ -226,10 +226,11 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
 
 
 def dimensions_text(config) -> str:
-    """'2D network', '3D network, voxels 3 x 1 x 1' or '3D network, isotropic voxels', from a TrainConfig."""
+    """'2D network' ('2D network, pixels 0.5 x 0.5' with a pixel size), '3D network, voxels 3 x 1 x 1' or '3D network,
+    isotropic voxels', from a TrainConfig."""
     ndim, spacing = int(getattr(config, "ndim", 2) or 2), getattr(config, "voxel_size", None)
     if ndim != 3:
-        return "2D network"
+        return "2D network" + (f", pixels {' x '.join(f'{v:g}' for v in spacing)}" if spacing else "")
     return "3D network, " + (f"voxels {' x '.join(f'{v:g}' for v in spacing)}" if spacing else "isotropic voxels")
 
 

@@ -15,6 +15,7 @@ from ..core.foreground import instances_from_foreground
 from ..core.instances import object_classes
 from ..core.predict import allocate_output, iter_predict, iter_segment
 from ..core.progress import Progress
+from ..core.rescale import labelling_spacing
 from ._relabel import largest_id_outside
 
 
@@ -91,6 +92,8 @@ class PredictionJob:
         Also return the class probabilities (``(num_classes, *spatial)`` float32).
     tta : bool
         Test-time augmentation (``predict``'s ``tta``): the mean of the 8 flips and quarter turns of every tile.
+    voxel_size, rescale
+        ``predict``'s: the image's pixel (voxel) size, resampled to the model's where they differ (``rescale``).
     """
 
     def __init__(
@@ -108,9 +111,12 @@ class PredictionJob:
         probabilities: bool = False,
         name: str = "image",
         tta: bool = False,
+        voxel_size=None,
+        rescale: bool = True,
     ):
         self.model = model
         self.tta = bool(tta)
+        self.voxel_size, self.rescale = voxel_size, bool(rescale)
         self.image = image
         full_axes = ax.resolve_axes(image.shape, axes, model.in_channels, name)
         self.unit = ax.unit_axes(model.ndim)  # what one network input covers: a plane (YX) or a volume (ZYX)
@@ -165,7 +171,7 @@ class PredictionJob:
             options=self.options,
             classes=model.num_classes,
             ndim=model.ndim,
-            spacing=model.voxel_size if model.ndim == 3 else None,
+            spacing=labelling_spacing(model, self.voxel_size, self.rescale) if model.ndim == 3 else None,
         )
         n = len(self.planes)
         for i, plane in enumerate(self.planes):
@@ -178,6 +184,8 @@ class PredictionJob:
                 "device": self.device,
                 "name": name,
                 "tta": self.tta,
+                "voxel_size": self.voxel_size,
+                "rescale": self.rescale,
             }
             if probs is not None:
                 gen = iter_predict(model, image_plane, out=probs[(slice(None), *out_index)], **kwargs)

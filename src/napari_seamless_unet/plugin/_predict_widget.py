@@ -30,6 +30,7 @@ from ._common import (
 from ._dask_job import STAGES, DaskSegmentResult
 from ._export import BioimageioExport
 from ._measure import Measuring
+from ._pixel import layer_voxel_size, refuse_lazy_rescaling, rescale_option, rescale_text
 from ._predict_dask import LazySegmenting
 from ._predict_job import PredictionJob, PredictionResult
 from ._predict_options import InstanceOptions, Relabelling
@@ -65,27 +66,18 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         image, the model or the scope changes.
     job, worker
         The current or last run.
-    last_model : UNet or None
-        The model of the last run.
-    last_labels : numpy.ndarray or None
-        The label image of the last run (the whole stack's shape, also for a per-plane run).
-    last_probabilities : numpy.ndarray or None
-        Its class probabilities ``(num_classes, *spatial)``, when asked for.
-    last_layer : napari.layers.Labels or None
-        The Labels layer that received the result.
+    last_model, last_labels, last_probabilities, last_layer
+        The last run's model, label image (the whole stack's shape, also for a per-plane run), class probabilities
+        ``(num_classes, *spatial)`` when asked for, and the Labels layer that received the result (or None).
     export : BioimageioExport
-        The *Export for bioimage.io* button (``export.button``, at the end of the Options section) and its run
-        (``export.last_path``).
+        The *Export for bioimage.io* button (``export.button``, in the Options section) and its run.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = viewer
         self.job: PredictionJob | None = None
-        self.last_model = None
-        self.last_labels: np.ndarray | None = None
-        self.last_probabilities: np.ndarray | None = None
-        self.last_layer = None
+        self.last_model = self.last_labels = self.last_probabilities = self.last_layer = None
         self._target = None
 
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
@@ -112,17 +104,18 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
             value=False,
             tooltip="average the 8 flips and quarter turns of every tile: smoother, more continuous boundaries",
         )
+        self.rescale = rescale_option()
         self.instance_options = InstanceOptions()
         self.export = BioimageioExport(self)  # the chosen model as a bioimage.io package, in the Options section
         for name in InstanceOptions.NAMES:
             setattr(self, name, getattr(self.instance_options, name))
         self._make_measure_widgets()
-        options = [self.tile_size, self.device, self.tta, *self.instance_options.widgets]
+        options = [self.tile_size, self.device, self.tta, self.rescale, *self.instance_options.widgets]
         self.options, _ = section(
             "Options",
             [*options, self.export.button, self.measure_objects],
-            tooltip="tile size, device, test-time augmentation; how an instance model's probabilities become objects "
-            "(changing these after a run labels again without running the network); export for bioimage.io",
+            tooltip="tile size, device, test-time augmentation, pixel size; how an instance model's probabilities become "
+            "objects (changing these after a run labels again without running the network); export for bioimage.io",
         )
         self.instance_options.connect(self._on_options_changed)
         for choice in (self.image, self.model, self.model_file, self.scope, self.lazy):
@@ -260,7 +253,9 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         tile = int(self.tile_size.value)
         tile_shape = model.valid_input_shape((tile, tile)) if tile else None
         device = None if self.device.value == "auto" else self.device.value
+        pixel = {"voxel_size": layer_voxel_size(layer, axes), "rescale": bool(self.rescale.value)}
         if self.lazy_mode:
+            refuse_lazy_rescaling(model, pixel["voxel_size"], pixel["rescale"])
             self._target = (layer, axes, None, model, name)
             return self.make_dask_job(layer, model, data, axes, options, tile_shape, device)
         plane = None
@@ -285,6 +280,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
             probabilities=bool(self.probabilities.value),
             name=layer.name,
             tta=bool(self.tta.value),
+            **pixel,
         )
         self._target = (layer, axes, plane, model, name)
         return job
@@ -309,8 +305,11 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         self.status.value = f"Segmenting {layer.name!r}" + (f" plane {plane}…" if plane else "…")
         if not isinstance(job, PredictionJob):
             self._lazy_started(job, layer)
-        elif model.ndim == 3 and self.scope.value == "plane":
-            self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
+        else:
+            self._open_activity(f"Segmenting {layer.name}", 1000)  # napari's progress bar, beside the dock's
+            self.status.value += rescale_text(model, job.voxel_size, job.rescale)
+            if model.ndim == 3 and self.scope.value == "plane":
+                self.status.value += " A 3D model segments whole volumes: 'current plane only' does not apply."
         return self._launch(job)
 
     def cancel(self):
@@ -323,6 +322,7 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         if event.stage in STAGES:
             return self._on_lazy_yielded(event)
         self.progress_bar.setValue(int(event.done))
+        self._show_activity(int(event.done))
         info = event.info or {}
         if event.stage == "label":
             self.status.value = "Labelling the objects…"

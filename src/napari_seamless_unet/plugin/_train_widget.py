@@ -25,6 +25,7 @@ from ._common import (
     report_exception,
 )
 from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
+from ._pixel import layer_voxel_size
 from ._plot import LossPlot
 from ._train_settings import PRESETS, AdvancedSettings  # noqa: F401  (PRESETS: importable from here)
 from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, status_label
@@ -252,8 +253,11 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         """
         plan = _layers.plan_training(self.pairs, self.unlabelled.value, int(self.dimensions.value))
         image_layer = self.pairs[0][0]
-        if plan.ndim == 3:  # the voxel size is the image layer's scale along Z, Y, X
-            overrides = {"voxel_size": _layers.voxel_size(image_layer), **overrides}
+        # The size recorded with the model: the image layer's scale along Z, Y, X (a 3D network is shaped by it), or
+        # Y, X for a 2D one (unchanged by it), where napari's default scale of 1s records nothing.
+        size = _layers.voxel_size(image_layer) if plan.ndim == 3 else layer_voxel_size(image_layer, ndim=2)
+        if size is not None:
+            overrides = {"voxel_size": size, **overrides}
         config = self.make_config(axes=plan.axes, **overrides)
         preview, index, preview_axes = None, None, None
         # Previews copy the live network from the progress events; of a 2D network only (one plane of the image).
@@ -294,6 +298,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.progress_bar.setValue(0)
         self._started = time.monotonic()
         self.status.value = "Reading the annotated planes…"
+        self._open_activity("Training U-Net", 0)  # napari's progress bar, beside the dock's
         worker = self._launch(job)
         # On a small screen the dock scrolls: bring the progress, the status and the plot into view.
         self.scroll_area.ensureWidgetVisible(self.plot, 0, 0)
@@ -394,6 +399,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             fraction = max(fraction, elapsed / budget)
             text += f" ({format_duration(max(0.0, budget - elapsed))} left)"
         self.progress_bar.setValue(min(PROGRESS_MAX - 1, int(PROGRESS_MAX * fraction)))
+        self._show_activity(step, total)
         return text
 
     def _on_errored(self, err):
