@@ -7,6 +7,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import torch
+from segment_dock import segment_dock
 
 from napari_seamless_unet import UNet, load_model, save_model, segment
 from napari_seamless_unet.plugin._jobs import dimensions_text
@@ -25,14 +26,6 @@ def model_at_1um(tmp_path):
     )
 
 
-def _segment_widget(viewer, image_name, model_path):
-    widget = PredictWidget(viewer)
-    widget.image.value = viewer.layers[image_name]
-    widget.device.value = "cpu"
-    widget.model_file.value = str(model_path)
-    return widget
-
-
 def _run(qtbot, widget):
     worker = widget.start()
     assert worker is not None, widget.status.value
@@ -44,7 +37,7 @@ def _run(qtbot, widget):
 
 def test_segment_rescales_a_layer_of_another_scale_to_the_models_pixel_size(qtbot, viewer, model_at_1um, notes):
     image = viewer.layers["cells"]  # scale (0.5, 0.25)
-    widget = _segment_widget(viewer, "cells", model_at_1um)
+    widget = segment_dock(viewer, "cells", model_at_1um)
     assert widget.rescale.value  # on by default
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]
@@ -66,12 +59,12 @@ def test_a_scale_of_ones_is_unknown_and_says_so(qtbot, viewer, model_at_1um, dis
     at_half = save_model(
         UNet(base_channels=4, depth=2, task="instances", voxel_size=(0.5, 0.5)), tmp_path / "h.unet.pt"
     )
-    widget = _segment_widget(viewer, "unscaled", at_half)
+    widget = segment_dock(viewer, "unscaled", at_half)
     widget.start()
     assert "scale is 1 (unknown): segmented at its own pixel size, not the model's 0.5 x 0.5" in widget.status.value
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     np.testing.assert_array_equal(widget.last_layer.data, segment(load_model(at_half), discs[0], device="cpu"))
-    widget = _segment_widget(viewer, "unscaled", model_at_1um)  # a scale of 1 is the model's: nothing to say
+    widget = segment_dock(viewer, "unscaled", model_at_1um)  # a scale of 1 is the model's: nothing to say
     widget.start()
     assert "resampled" not in widget.status.value and "unknown" not in widget.status.value
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
@@ -80,7 +73,7 @@ def test_a_scale_of_ones_is_unknown_and_says_so(qtbot, viewer, model_at_1um, dis
 def test_a_lazy_run_refuses_a_layer_it_would_have_to_resample(make_napari_viewer, model_at_1um, discs, notes):
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(discs[0], chunks=40), name="lazy", scale=(0.5, 0.5))
-    widget = _segment_widget(viewer, "lazy", model_at_1um)
+    widget = segment_dock(viewer, "lazy", model_at_1um)
     widget.lazy.value = True
     assert widget.lazy_mode
     assert widget.start() is None
@@ -127,8 +120,8 @@ def _names(combo) -> list[str]:
 
 
 def test_layer_choices_follow_insertions_removals_and_renames(viewer, discs):
-    segment_dock, train_dock = PredictWidget(viewer), TrainWidget(viewer)
-    image_combos = [segment_dock.image, train_dock._pair_rows[0].image]
+    segment, train_dock = PredictWidget(viewer), TrainWidget(viewer)
+    image_combos = [segment.image, train_dock._pair_rows[0].image]
     labels_combo = train_dock._pair_rows[0].labels
     for combo in image_combos:
         assert _names(combo) == ["cells"]

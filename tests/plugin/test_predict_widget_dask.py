@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from segment_dock import segment_dock
 
 from napari_seamless_unet import UNet, load_model, predict, save_model, segment
 from napari_seamless_unet.core.synthetic import touching_discs
 from napari_seamless_unet.plugin import _dask_job
 from napari_seamless_unet.plugin._layers import METADATA_KEY
 from napari_seamless_unet.plugin._predict_dask import LARGE_PLANE
-from napari_seamless_unet.plugin._predict_widget import PredictWidget
 
 TIMEOUT = 120_000
 
@@ -43,14 +43,6 @@ def recording_dask(array: np.ndarray, reads: list) -> da.Array:
     return da.from_array(array, chunks=(1, *array.shape[1:])).map_blocks(read, dtype=array.dtype)
 
 
-def _widget(viewer, name, model_path):
-    widget = PredictWidget(viewer)
-    widget.image.value = viewer.layers[name]
-    widget.device.value = "cpu"
-    widget.model_file.value = str(model_path)
-    return widget
-
-
 def _run(qtbot, widget):
     worker = widget.start()
     assert worker is not None, widget.status.value
@@ -67,7 +59,7 @@ def test_the_lazy_option_follows_the_layer(make_napari_viewer, stack, model_path
     big = da.zeros((4100, 4100), dtype=np.uint8, chunks=2048)
     assert LARGE_PLANE < 4100 * 4100
     viewer.add_image(big, name="big", contrast_limits=(0, 1))
-    widget = _widget(viewer, "numpy", model_path)
+    widget = segment_dock(viewer, "numpy", model_path)
     assert not widget.lazy.enabled and not widget.lazy_mode  # a numpy layer: as before
     for name in ("dask", "zarr", "pyramid"):
         widget.image.value = viewer.layers[name]
@@ -83,7 +75,7 @@ def test_the_lazy_option_follows_the_layer(make_napari_viewer, stack, model_path
 def test_a_semantic_model_gives_a_lazy_labels_layer(qtbot, make_napari_viewer, stack, semantic_model_path, notes):
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(1, 64, 72)), name="lazy", scale=(3.0, 0.5, 0.25), translate=(1, 2, 3))
-    widget = _widget(viewer, "lazy", semantic_model_path)
+    widget = segment_dock(viewer, "lazy", semantic_model_path)
     widget.lazy.value = True
     widget.probabilities.value = True
     _run(qtbot, widget)
@@ -117,7 +109,7 @@ def test_a_semantic_model_on_a_large_plane_is_computed_in_a_worker(
     monkeypatch.setattr(_predict_dask, "LARGE_PLANE", stack.shape[1] * stack.shape[2] - 1)
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(1, 64, 72)), name="lazy")
-    widget = _widget(viewer, "lazy", semantic_model_path)
+    widget = segment_dock(viewer, "lazy", semantic_model_path)
     widget.lazy.value = True
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]
@@ -130,7 +122,7 @@ def test_an_instance_model_is_computed_in_a_worker(qtbot, make_napari_viewer, st
     viewer = make_napari_viewer()
     reads: list = []
     viewer.add_image(recording_dask(stack, reads), name="lazy", scale=(2.0, 1.0, 1.0), contrast_limits=(0, 1))
-    widget = _widget(viewer, "lazy", model_path)
+    widget = segment_dock(viewer, "lazy", model_path)
     widget.lazy.value = True
     events = []
     forward = widget._on_yielded
@@ -166,7 +158,7 @@ def test_cancel_keeps_the_finished_blocks(qtbot, make_napari_viewer, foreground_
     viewer = make_napari_viewer()
     movie = np.random.default_rng(1).random((4, 48, 48)).astype(np.float32)
     viewer.add_image(da.from_array(movie, chunks=(1, 48, 48)), name="movie")
-    widget = _widget(viewer, "movie", foreground_model_path)
+    widget = segment_dock(viewer, "movie", foreground_model_path)
     widget.lazy.value = True
     make_job, computed = widget.make_job, []
 
@@ -202,7 +194,7 @@ def test_a_result_larger_than_memory_goes_to_a_zarr_store(
     monkeypatch.setattr(_dask_job, "host_memory", lambda: 0)
     viewer = make_napari_viewer()
     viewer.add_image(zarr.array(stack, chunks=(1, 64, 72)), name="z")
-    widget = _widget(viewer, "z", model_path)
+    widget = segment_dock(viewer, "z", model_path)
     widget.lazy.value = True
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from segment_dock import segment_dock
 
 from napari_seamless_unet import UNet, save_model, segment
 from napari_seamless_unet.core.errors import UNetInputError
@@ -14,7 +15,6 @@ from napari_seamless_unet.core.synthetic import touching_discs
 from napari_seamless_unet.plugin import _layers
 from napari_seamless_unet.plugin._jobs import settings_text
 from napari_seamless_unet.plugin._predict_job import PredictionJob
-from napari_seamless_unet.plugin._predict_widget import PredictWidget
 from napari_seamless_unet.plugin._train_widget import TrainWidget
 
 TIMEOUT = 60_000
@@ -43,14 +43,6 @@ def _model_3d(tmp_path, task="semantic", num_classes=3):
     torch.manual_seed(0)
     model = UNet(num_classes=num_classes, base_channels=2, depth=1, task=task, ndim=3, voxel_size=(3, 1, 1))
     return save_model(model, tmp_path / f"{task}3d.unet.pt")
-
-
-def _predict_widget(viewer, image_name, path):
-    widget = PredictWidget(viewer)
-    widget.image.value = viewer.layers[image_name]
-    widget.device.value = "cpu"
-    widget.model_file.value = str(path)
-    return widget
 
 
 def _run(qtbot, widget):
@@ -135,7 +127,7 @@ def test_a_3d_model_segments_each_volume_of_a_time_lapse(tmp_path):
 
 def test_segment_dock_with_a_3d_model(qtbot, vol_viewer, tmp_path, notes):
     path = _model_3d(tmp_path)
-    widget = _predict_widget(vol_viewer, "vol", path)
+    widget = segment_dock(vol_viewer, "vol", path)
     widget.scope.value = "plane"  # not offered for a 3D model: the whole volume is segmented
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]
@@ -148,7 +140,7 @@ def test_segment_dock_with_a_3d_model(qtbot, vol_viewer, tmp_path, notes):
 
 
 def test_segment_dock_says_a_3d_model_needs_a_volume(qtbot, vol_viewer, tmp_path, notes):
-    widget = _predict_widget(vol_viewer, "cells", _model_3d(tmp_path))
+    widget = segment_dock(vol_viewer, "cells", _model_3d(tmp_path))
     n_layers = len(vol_viewer.layers)
     assert widget.start() is None
     assert "3D network" in widget.status.value and "no Z axis" in widget.status.value
@@ -156,7 +148,7 @@ def test_segment_dock_says_a_3d_model_needs_a_volume(qtbot, vol_viewer, tmp_path
 
 
 def test_segment_dock_status_for_the_plane_scope_with_a_3d_model(qtbot, vol_viewer, tmp_path):
-    widget = _predict_widget(vol_viewer, "vol", _model_3d(tmp_path))
+    widget = segment_dock(vol_viewer, "vol", _model_3d(tmp_path))
     widget.scope.value = "plane"
     assert widget.start() is not None
     assert "whole volumes" in widget.status.value
@@ -164,7 +156,7 @@ def test_segment_dock_status_for_the_plane_scope_with_a_3d_model(qtbot, vol_view
 
 
 def test_instances_of_a_3d_model_from_the_dock(qtbot, vol_viewer, tmp_path, notes):
-    widget = _predict_widget(vol_viewer, "vol", _model_3d(tmp_path, "instances", 2))
+    widget = segment_dock(vol_viewer, "vol", _model_3d(tmp_path, "instances", 2))
     _run(qtbot, widget)
     assert not notes["error"], notes["error"]
     assert widget.last_layer.data.shape == (12, 48, 48) and widget.kept is not None
