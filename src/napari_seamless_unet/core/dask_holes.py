@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from .dask_labels import _components, _shifted_pair, face_pairs, label_blocks
+from .dask_labels import _components, _shifted_pair, blocks, face_pairs, label_blocks
 
 
 def _block_touching(first: np.ndarray, second: np.ndarray, unit) -> np.ndarray:
@@ -147,7 +147,7 @@ def _edges_of(array, unit) -> list:
         for end in (0, -1):
             index = [slice(None)] * array.ndim
             index[axis] = slice(0, 1) if end == 0 else slice(-1, None)
-            out += [dask.delayed(_edge_ids)(b) for b in array[tuple(index)].to_delayed(optimize_graph=False).ravel()]
+            out += [dask.delayed(_edge_ids)(b) for b in blocks(array[tuple(index)])]
     return out
 
 
@@ -162,7 +162,6 @@ def fill_holes_global(labels, unit, order=None):
     order = labels if order is None else order
     background, total = label_blocks(labels == 0, unit, full=True)
     joined = face_pairs(background, unit, full=True)
-    blocks = lambda array: array.to_delayed(optimize_graph=False).ravel()  # noqa: E731
     touching = [dask.delayed(_block_touching)(b, o, unit) for b, o in zip(blocks(background), blocks(labels))]
     touching += face_pairs(background, unit, full=True, second=labels)
     contacts = [dask.delayed(_block_touching)(o, o, unit) for o in blocks(labels)]

@@ -65,19 +65,31 @@ def _add_offset(labels: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return np.where(labels > 0, labels + offset.reshape(()), 0)
 
 
+def offset_ids(local):
+    """Block-wise ids ``1..n`` of every block (int64) made unique across blocks: each block's ids shifted by the
+    counts of the blocks before it (a cumulative sum). Returns the shifted labels and the dask scalar of their
+    count."""
+    import dask.array as da
+
+    counts = local.map_blocks(_block_max, chunks=tuple((1,) * len(c) for c in local.chunks), dtype=np.int64)
+    flat = counts.ravel()
+    offsets = (da.cumsum(flat) - flat).reshape(counts.shape).rechunk(1)
+    return da.map_blocks(_add_offset, local, offsets, dtype=np.int64), flat.sum()
+
+
 def label_blocks(mask, unit: tuple[int, ...], full: bool = False):
     """Block-wise connected components of a boolean dask array, with ids made unique by offsets.
 
     Returns ``(labels, total)``: int64 labels whose ids are unique across blocks (not yet merged across faces),
     and the dask scalar of their count.
     """
-    import dask.array as da
+    return offset_ids(mask.map_blocks(_label_block, unit, full, dtype=np.int64))
 
-    local = mask.map_blocks(_label_block, unit, full, dtype=np.int64)
-    counts = local.map_blocks(_block_max, chunks=tuple((1,) * len(c) for c in local.chunks), dtype=np.int64)
-    flat = counts.ravel()
-    offsets = (da.cumsum(flat) - flat).reshape(counts.shape).rechunk(1)
-    return da.map_blocks(_add_offset, local, offsets, dtype=np.int64), flat.sum()
+
+def blocks(array) -> list:
+    """The blocks of a dask array as delayed objects, in C order, sharing its graph (not optimised one by one,
+    which would copy the graph into every block and compute it again for each)."""
+    return list(array.to_delayed(optimize_graph=False).ravel())
 
 
 def _neighbour_offsets(ndim: int, unit: tuple[int, ...], axis: int, full: bool):
@@ -100,9 +112,9 @@ def _shifted_pair(a: np.ndarray, b: np.ndarray, shift: dict[int, int]) -> tuple[
     return a[tuple(sa)], b[tuple(sb)]
 
 
-def _face_pairs(first: np.ndarray, second: np.ndarray, axis: int, unit, full: bool) -> np.ndarray:
+def _face_pairs(first: np.ndarray, second: np.ndarray, axis: int, unit, full: bool, flip: bool = False) -> np.ndarray:
     """(id, id) pairs of neighbours across a face: ``first`` and ``second`` are slabs two voxels thick along
-    ``axis``; ids > 0 on both sides."""
+    ``axis``; ids > 0 on both sides; ``flip``: (second's id, first's id)."""
     a = np.take(first, [0], axis=axis)
     b = np.take(second, [1], axis=axis)
     pairs = []
@@ -110,7 +122,8 @@ def _face_pairs(first: np.ndarray, second: np.ndarray, axis: int, unit, full: bo
         x, y = _shifted_pair(a, b, shift)
         both = (x > 0) & (y > 0)
         pairs.append(np.stack([x[both], y[both]], axis=1))
-    return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    return pairs[:, ::-1] if flip else pairs
 
 
 def _slabs(array, unit, axis: int):
@@ -134,16 +147,10 @@ def face_pairs(first, unit, full: bool, second=None) -> list:
         arrays = [(first, first)] if second is None else [(first, second), (second, first)]
         for a_arr, b_arr in arrays:
             for slab_a, slab_b in zip(_slabs(a_arr, unit, axis), _slabs(b_arr, unit, axis)):
-                for da_, db_ in zip(
-                    slab_a.to_delayed(optimize_graph=False).ravel(), slab_b.to_delayed(optimize_graph=False).ravel()
-                ):
-                    pairs = dask.delayed(_face_pairs)(da_, db_, axis, unit, full)
-                    out.append(pairs if second is None or a_arr is first else dask.delayed(_flip)(pairs))
+                flip = a_arr is not first  # pairs of ``first``'s id, then ``second``'s
+                for da_, db_ in zip(blocks(slab_a), blocks(slab_b)):
+                    out.append(dask.delayed(_face_pairs)(da_, db_, axis, unit, full, flip))
     return out
-
-
-def _flip(pairs: np.ndarray) -> np.ndarray:
-    return pairs[:, ::-1]
 
 
 def _ids_and_counts(labels: np.ndarray):
@@ -204,7 +211,7 @@ def global_components(mask, unit, min_size: int = 0, full: bool = False):
 
     labels, total = label_blocks(mask, unit, full)
     pairs = face_pairs(labels, unit, full)
-    sizes = [dask.delayed(_ids_and_counts)(block) for block in labels.to_delayed(optimize_graph=False).ravel()]
+    sizes = [dask.delayed(_ids_and_counts)(block) for block in blocks(labels)]
     table = dask.delayed(_merge_table)(total, pairs, sizes, min_size)
     return da.map_blocks(_apply_table, labels, table, dtype=np.int32, meta=np.array((), np.int32))
 
@@ -260,6 +267,6 @@ def remove_small_global(labels, min_size: int):
     import dask
     import dask.array as da
 
-    sizes = [dask.delayed(_ids_and_counts)(block) for block in labels.to_delayed(optimize_graph=False).ravel()]
+    sizes = [dask.delayed(_ids_and_counts)(block) for block in blocks(labels)]
     table = dask.delayed(_size_table)(labels.max(), sizes, min_size)
     return da.map_blocks(_apply_table, labels, table, dtype=np.int32, meta=np.array((), np.int32))

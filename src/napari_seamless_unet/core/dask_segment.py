@@ -109,7 +109,6 @@ def label_foreground(
     ``unit`` are the positions of the axes one plane (volume) spans among the spatial axes; the other axes are
     planes of a stack, labelled on their own.
     """
-    import dask.array as da
 
     interior = foreground[0] if three_classes else foreground
     if method == "watershed":
@@ -129,7 +128,7 @@ def label_foreground(
             labels = dask_labels.restore_borders_global(labels, unit, spacing)
     if fill_holes:
         labels = fill_holes_global(labels, unit, order=first)
-    return labels.astype(np.int32) if isinstance(labels, da.Array) else labels
+    return labels
 
 
 def _label_whole(block, unit, lead: int, options: dict) -> np.ndarray:
@@ -142,7 +141,6 @@ def _label_whole(block, unit, lead: int, options: dict) -> np.ndarray:
 
 def _label_whole_planes(foreground, unit, lead, threshold, min_size, fill_holes, restore_borders, spacing):
     """Every plane (volume) of ``foreground`` labelled in one task, ids offset to be unique across the stack."""
-    import dask.array as da
 
     whole = foreground.rechunk({a + lead: -1 for a in unit} | ({0: -1} if lead else {}))
     options = {
@@ -155,8 +153,5 @@ def _label_whole_planes(foreground, unit, lead, threshold, min_size, fill_holes,
         "ndim": len(unit),
     }
     local = whole.map_blocks(_label_whole, unit, lead, options, drop_axis=[0] if lead else [], dtype=np.int64)
-    counts = local.map_blocks(dask_labels._block_max, chunks=tuple((1,) * len(c) for c in local.chunks), dtype=np.int64)
-    flat = counts.ravel()
-    offsets = (da.cumsum(flat) - flat).reshape(counts.shape).rechunk(1)
-    labels = da.map_blocks(dask_labels._add_offset, local, offsets, dtype=np.int64).astype(np.int32)
+    labels = dask_labels.offset_ids(local)[0].astype(np.int32)
     return labels.rechunk(foreground.chunks[lead:])
