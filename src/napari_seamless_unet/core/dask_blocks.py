@@ -7,16 +7,17 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import axes as ax
 from .devices import resolve_device
-from .errors import UNetInputError
 from .inference import TileRunner, choose_tile_shape
+from .instances import object_classes
 from .model import UNet
-from .normalization import Normalization, apply_statistics
+from .normalization import Normalization, normalise_tile
+from .outputs import output_dtype
 from .tiling import TileGrid, read_mirrored, reflect_indices
 
 
@@ -46,6 +47,7 @@ _RUNNERS_LOCK = threading.Lock()
 
 def _runner(payload: ModelPayload, device, precision: str, tile_shape: tuple, tta: bool) -> TileRunner:
     """The network of ``payload`` on this process's device, built on first use and kept (a few at most)."""
+    # the process id: a forked child must not reuse its parent's runner (a CUDA context does not survive a fork)
     key = (payload.token, str(device), precision, tile_shape, tta, os.getpid())
     with _RUNNERS_LOCK:
         runner = _RUNNERS.get(key)
@@ -86,21 +88,24 @@ class Block:
             yield start, stop, indices
 
 
-def make_block(model: UNet, plane: dict, region, unit_shape, tile_shape, device) -> Block:
+def make_block(model: UNet, region, unit_shape, tile_shape, device) -> Block:
+    """The block writing ``region`` ((start, stop) per unit axis) of a plane of ``unit_shape``: its tiles (of
+    ``tile_shape``, or the one that covers it and fits ``device``) and the box of image they read; the plane is
+    set with ``dataclasses.replace``."""
     geometry = model.geometry
     start = tuple(a for a, _ in region)
     stop = tuple(b for _, b in region)
     origin = tuple((a // step) * step for a, step in zip(start, geometry.step))
     extent = tuple(b - o for b, o in zip(stop, origin))
     tiles = tuple(tile_shape) if tile_shape is not None else choose_tile_shape(model, extent, device)
-    block = Block(tuple(plane.items()), start, stop, origin, tiles, ())
+    block = Block((), start, stop, origin, tiles, ())
     lows = list(unit_shape)
     highs = [0 for _ in unit_shape]
     for _, _, indices in block.tiles(geometry, unit_shape):
         for axis, idx in enumerate(indices):
             lows[axis] = min(lows[axis], int(idx.min()))
             highs[axis] = max(highs[axis], int(idx.max()) + 1)
-    return Block(block.plane, start, stop, origin, tiles, tuple(zip(lows, highs)))
+    return replace(block, box=tuple(zip(lows, highs)))
 
 
 @dataclass(frozen=True)
@@ -132,43 +137,26 @@ def _read_piece(job: BlockJob, piece: np.ndarray, block: Block, indices) -> np.n
 def run_block(job: BlockJob, payload: ModelPayload, statistics, piece: np.ndarray, block: Block) -> np.ndarray:
     """One output block: its tiles run on this worker's device, written into a block of the result."""
     extent = tuple(b - a for a, b in zip(block.start, block.stop))
-    classes = payload.config["num_classes"]
-    if job.output == "probabilities":
-        out = np.zeros((classes, *extent), np.float32)
-    elif job.output == "foreground":
-        from .instances import object_classes
-
-        kept = object_classes(classes)
-        out = np.zeros((*(() if isinstance(kept, int) else (classes - 1,)), *extent), np.float32)
-    else:
-        out = np.zeros(extent, np.uint8 if classes <= 255 else np.int32)
     runner = _runner(payload, job.device, job.precision, block.tile_shape, job.tta)
-    geometry = runner.model.geometry
-    offset, scale = statistics
-    tiles = list(block.tiles(geometry, job.unit_shape))
+    model = runner.model
+    if job.output == "labels":  # class ids (argmax), what the runner gives
+        take, out = None, np.zeros(extent, output_dtype(model, "labels"))
+    else:  # probabilities of every class, or of those that labelling reads
+        take = slice(None) if job.output == "probabilities" else object_classes(model.num_classes)
+        out = np.zeros(np.empty(model.num_classes)[take].shape + extent, np.float32)
+    tiles = list(block.tiles(model.geometry, job.unit_shape))
     for first in range(0, len(tiles), job.batch_size):
         batch_tiles = tiles[first : first + job.batch_size]
-        batch = []
-        for _, _, indices in batch_tiles:
-            values = _read_piece(job, piece, block, indices)
-            if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-                raise UNetInputError(
-                    f"{job.name} contains NaN or Inf values (plane {dict(block.plane) or 0}); replace them first, "
-                    f"e.g. numpy.nan_to_num."
-                )
-            batch.append(apply_statistics(values, offset, scale))
-        mode = "labels" if job.output == "labels" else "probabilities"
-        results = runner(np.stack(batch), mode)
+        batch = [
+            normalise_tile(_read_piece(job, piece, block, indices), *statistics, job.name, dict(block.plane))
+            for _, _, indices in batch_tiles
+        ]
+        results = runner(np.stack(batch), "labels" if take is None else "probabilities")
         for (start, stop, _), result in zip(batch_tiles, results):
             lo = tuple(max(a, s) for a, s in zip(start, block.start))
             src = tuple(slice(a - s, b - s) for a, b, s in zip(lo, stop, start))
             dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, stop, block.start))
-            if job.output == "probabilities":
-                out[(slice(None), *dst)] = result[(slice(None), *src)]
-            elif job.output == "foreground":
-                out[dst if out.ndim == len(dst) else (slice(None), *dst)] = result[(kept, *src)]
-            else:
-                out[dst] = result[src]
+            out[(..., *dst)] = result[src] if take is None else result[(take, *src)]
     # the result's axes: C (probabilities), then the image's axes without C, the plane's other axes of length 1
     plane = dict(block.plane)
     lead = out.ndim - len(job.unit)

@@ -16,6 +16,7 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from .devices import resolve_device
 from .errors import UNetInputError
 from .model import UNet
 from .normalization import plane_sample_index
+from .outputs import output_dtype
 
 #: the default output block per axis of a 2D (Y, X) or 3D (Z, Y, X) network, before rounding to its pooling
 #: grid: about a million output pixels, so that the halo costs little (depth 4: tiles of 1212^2, 1.40 input pixels
@@ -171,6 +173,11 @@ def build_graph(
 
     bounds = [list(itertools.pairwise(np.cumsum((0, *sizes)).tolist())) for sizes in block_sizes]
     stack = ax.stack_axes(axes, unit)
+    # the blocks' tiles and boxes are the same in every plane: laid out once
+    layout = {
+        combo: make_block(model, tuple(b[i] for b, i in zip(bounds, combo)), unit_shape, tile_shape, dev)
+        for combo in itertools.product(*(range(len(b)) for b in bounds))
+    }
     for plane in ax.iter_planes(source.shape, axes, unit):
         # the plane's statistics: the same strided sample as predict reads, as one chunk
         sample = source[plane_sample_index(source.shape, axes, plane)]
@@ -179,9 +186,8 @@ def build_graph(
         stats_key = (f"unet-stats-{token}", *plane.values())
         sample_key = (sample.name, *(0,) * sample.ndim)
         dsk[stats_key] = (statistics, model.normalization.to_dict(), axes, tuple(plane.items()), sample_key)
-        for combo in itertools.product(*(range(len(b)) for b in bounds)):
-            region = tuple(b[i] for b, i in zip(bounds, combo))
-            block = make_block(model, plane, region, unit_shape, tile_shape, dev)
+        for combo, block in layout.items():
+            block = replace(block, plane=tuple(plane.items()))
             index = tuple(plane[a] if a in plane else slice(lo, hi) for a, (lo, hi) in _box_by_axis(axes, block))
             # the plane's other axes kept at length 1, so that the task's piece has the image's axes
             index = tuple(slice(i, i + 1) if isinstance(i, int) else i for i in index)
@@ -205,7 +211,7 @@ def build_graph(
     )
     lead = _lead(model, output)
     chunks_out = (((lead,),) if lead else ()) + spatial_chunks
-    dtype = np.float32 if output != "labels" else (np.uint8 if model.num_classes <= 255 else np.int32)
+    dtype = output_dtype(model, "labels") if output == "labels" else np.float32  # labels: class ids
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=dependencies)
     return da.Array(graph, out_name, chunks_out, dtype=dtype)
 
@@ -264,7 +270,8 @@ def predict_dask(
         pixels (2048 x 2048 on CUDA), on the network's pooling grid.
     tile_shape, batch_size, device, precision, tta
         As in :func:`~napari_seamless_unet.predict`; ``tile_shape`` default: the tile that covers a block and
-        fits the device's memory. ``device`` is resolved here and used by every worker.
+        fits the device's memory. ``device`` left None, every worker takes its own (a GPU where it has one);
+        the tiles are chosen for this machine's.
 
     Returns
     -------

@@ -148,6 +148,16 @@ def apply_statistics(tile: np.ndarray, offset: np.ndarray, scale: np.ndarray) ->
     return (tile.astype(np.float32, copy=False) - offset.reshape(shape)) * scale.reshape(shape)
 
 
+def normalise_tile(tile: np.ndarray, offset: np.ndarray, scale: np.ndarray, name: str, plane) -> np.ndarray:
+    """:func:`apply_statistics` of a tile read for prediction, refusing NaN or Inf first (they would spread
+    through every convolution): ``name`` and ``plane`` say where."""
+    if tile.dtype.kind == "f" and not np.all(np.isfinite(tile)):
+        raise UNetInputError(
+            f"{name} contains NaN or Inf values (plane {plane or 0}); replace them first, e.g. numpy.nan_to_num."
+        )
+    return apply_statistics(tile, offset, scale)
+
+
 def _subsample(image, channel_axis: int | None) -> np.ndarray:
     """A strided subsample of ``image`` as a (C, N) array, reading at most about _MAX_SAMPLES values a channel."""
     ndim = len(image.shape)

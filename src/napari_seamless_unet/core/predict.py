@@ -22,7 +22,7 @@ from .inference import (  # noqa: F401  (choose_tile_shape, estimate_tile_memory
 )
 from .instances import ForegroundSink, StackLabeller, default_options
 from .model import UNet
-from .normalization import apply_statistics
+from .normalization import normalise_tile
 from .outputs import (  # noqa: F401  (output_layout, output_dtype, check_out: importable from here, as before)
     _as_array,
     _output_array,
@@ -138,11 +138,7 @@ def iter_predict(
             indices = tile_grid.input_indices(tile)
             prefix = ax.image_index(axes, plane, None, None)
             block = ax.to_cyx(read_mirrored(image, prefix, *indices, *unit_positions), axes, unit)
-            if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
-                raise UNetInputError(
-                    f"{name} contains NaN or Inf values (plane {plane or 0}); replace them first, e.g. numpy.nan_to_num."
-                )
-            blocks.append(apply_statistics(block, *stats))
+            blocks.append(normalise_tile(block, *stats, name, plane))
         return np.stack(blocks)
 
     # Read and normalise the next batch on a worker thread while the network runs on the current one. After an
