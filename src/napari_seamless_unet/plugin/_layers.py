@@ -47,6 +47,14 @@ def output_name(image_name: str, what: str, model_name: str) -> str:
     return f"{image_name} — U-Net {what} ({model_name})"
 
 
+def labels_output(layer, axes: str, model, model_name: str) -> tuple[str, dict, dict]:
+    """The name, ``scale``/``translate`` and marks (:func:`mark_output`'s ``info``) of the Labels layer that a
+    Segment run of ``model`` adds for the image ``layer``."""
+    what = "instances" if model.task == "instances" else "classes"
+    mark = {"source": layer.name, "model": model_name}
+    return output_name(layer.name, what, model_name), spatial_transform(layer, axes), mark
+
+
 def layer_data(layer):
     """The layer's data without copying it; level 0 of a multiscale layer."""
     data = layer.data

@@ -110,13 +110,9 @@ class LazySegmenting:
 
     def _on_lazy_returned(self, result: DaskSegmentResult) -> None:
         layer, axes, _, model, model_name = self._target
-        self._target = None
-        self.last_model = model
-        transform = _layers.spatial_transform(layer, axes)
-        what = "instances" if model.task == "instances" else "classes"
-        name = _layers.output_name(layer.name, what, model_name)
+        self._target, self.last_model = None, model
+        name, transform, mark = _layers.labels_output(layer, axes, model, model_name)
         self.last_layer = self.viewer.add_labels(result.labels, name=name, **transform)
-        mark = {"source": layer.name, "model": model_name}
         _layers.mark_output(self.last_layer, "prediction", **mark, **({"lazy": True} if result.lazy else {}))
         self.last_labels, self.last_probabilities = result.labels, result.probabilities
         if result.probabilities is not None:

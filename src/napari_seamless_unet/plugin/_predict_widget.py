@@ -336,12 +336,8 @@ class PredictWidget(SessionWidget, ScrollingDock, LazySegmenting, JobRunner, Rel
         if isinstance(result, DaskSegmentResult):
             return self._on_lazy_returned(result)
         layer, axes, plane, model, model_name = self._target
-        self._target = None
-        self.last_model = model
-        transform = _layers.spatial_transform(layer, axes)
-        what = "instances" if model.task == "instances" else "classes"
-        name = _layers.output_name(layer.name, what, model_name)
-        mark = {"source": layer.name, "model": model_name}
+        self._target, self.last_model = None, model
+        name, transform, mark = _layers.labels_output(layer, axes, model, model_name)
         if plane is None:
             labels = result.labels
             self.last_layer = self.viewer.add_labels(labels, name=name, **transform)
