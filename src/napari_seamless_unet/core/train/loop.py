@@ -1,8 +1,9 @@
 """The training loop: :func:`iter_train` (a generator of progress events) and :func:`train` (for scripts).
 
-A run goes through three phases, each in one place below: :func:`_prepare` checks every input and turns it
+A run goes through three phases, each in one place: :func:`.prepare.prepare` checks every input and turns it
 into planes with weight maps (nothing slow happens before all checks pass); :class:`_Session` sets up the
-network, precision, optimizer, random state and history (from a checkpoint when resuming); the loop in
+network, precision, optimizer, random state and history (from a checkpoint when resuming, from the model of
+``init`` when fine-tuning: :mod:`.lineage`); the loop in
 :func:`iter_train` then takes steps, validates, keeps the best model and writes checkpoints.
 """
 
@@ -11,29 +12,24 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
-from .. import shapes
 from ..augment import PlaneStore, sample_batch
 from ..augment3d import VolumeStore, sample_batch_3d
-from ..devices import cudnn_autotune, resolve_device
+from ..devices import cudnn_autotune
 from ..model import UNet
 from ..model_io import save_model
-from ..normalization import Normalization
 from ..progress import Progress, ProgressLike, run
 from .checkpoint import best_path, read_resume, restore, training_state
 from .config import TrainConfig, check_config
-from .data import Plane, check_classes, make_planes, weight_map
-from .defaults import network_geometry, resolve
 from .history import Clock, new_history, record_step, record_validation
-from .inputs import check_pairs, check_validation
+from .lineage import lineage_of, parent_entry, resolve_init
 from .loss import weighted_loss
 from .network import Precision, RandomStreams, build_model, make_optimizer
+from .prepare import RunData, prepare
 from .schedule import learning_rate_factor, stop_step
-from .split import split
 from .validate import validate
 
 # Automatic validation (val_every=None): validating whole held-out strips every 50 steps took 44% of a 60 s
@@ -68,61 +64,13 @@ class TrainResult(NamedTuple):
         return self.history.get("settings") or {}
 
 
-@dataclass
-class _Data:
-    """A run's checked inputs, ready to train on, and the settings resolved for them."""
-
-    planes: list[Plane]
-    val_planes: list[Plane]
-    in_channels: int
-    num_classes: int
-    normalization: Normalization
-    device: torch.device
-    config: TrainConfig  # every architecture and schedule field set (train.defaults)
-    settings: dict[str, Any]
-
-    @property
-    def tile(self) -> int:
-        return int(self.config.tile_size)
-
-    @property
-    def tile_shape(self) -> tuple[int, ...]:
-        """The training input tile: (Y, X), or (Z, Y, X) for a 3D network."""
-        return tuple(self.settings.get("tile_shape") or (self.tile, self.tile))
-
-
-def _prepare(images, labels, config: TrainConfig, validation, names, payload: dict | None) -> _Data:
-    """Check all pairs, then the classes, then resolve the settings, before the first slow step (weight maps)."""
-    resumed = payload["config"] if payload else None
-    train_pairs, in_channels = check_pairs(
-        images, labels, config, "training", resumed["in_channels"] if resumed else None, names
-    )
-    val_pairs = check_validation(validation, config, in_channels)
-    normalization = Normalization.from_any(resumed["normalization"] if resumed else config.normalization)
-    planes = make_planes(train_pairs, config, normalization, "training")
-    val_planes = make_planes(val_pairs, config, normalization, "validation") if val_pairs else None
-    num_classes = check_classes(planes, config, resumed["num_classes"] if resumed else None)
-    if val_planes:
-        check_classes(val_planes, config, num_classes)
-    device = resolve_device(config.device)
-    config, settings = resolve(config, device, [p.target.shape for p in planes], resumed, (in_channels, num_classes))
-    for plane in planes + (val_planes or []):
-        shapes.check_context(plane.target.shape[-2:], int(config.depth), plane.name)
-
-    # The work starts here: weight maps once per plane.
-    for plane in planes + (val_planes or []):
-        plane.weight = weight_map(plane, config, num_classes)
-    if val_planes is None:
-        planes, val_planes = split(planes, config, network_geometry(config).halo[-1])
-    return _Data(planes, val_planes, in_channels, num_classes, normalization, device, config, settings)
-
-
 class _Session:
     """The live state of one run, and what the loop does with it: a step, a validation, a save."""
 
-    def __init__(self, data: _Data, payload: dict | None):
+    def __init__(self, data: RunData, payload: dict | None):
         config = data.config
         self.config, self.data, self.device = config, data, data.device
+        self.lineage = lineage_of(payload)
         self.randomness = RandomStreams(config.seed, self.device)
         with self.randomness.active():  # the initial weights are the run's first random numbers
             model = build_model(config, payload, data.in_channels, data.num_classes, data.normalization)
@@ -283,7 +231,12 @@ class _Session:
 
     def _stamp_metadata(self) -> None:
         self.clock.stamp(self.history)
-        self.model.metadata = {"train_config": self.config.to_dict(), "history": self.history}
+        self.model.metadata = {
+            "train_config": self.config.to_dict(),
+            "history": self.history,
+            "training_data": self.data.summary,
+            "lineage": self.lineage,
+        }
 
 
 def iter_train(
@@ -294,12 +247,13 @@ def iter_train(
     validation: tuple[Sequence, Sequence] | None = None,
     should_stop: Callable[[], bool] | None = None,
     names: Sequence[str] | None = None,
+    init=None,
 ) -> Generator[Progress, None, TrainResult]:
     """Generator form of :func:`train`, for event loops (napari's thread workers) and custom drivers.
 
     Parameters
     ----------
-    images, labels, config, validation, should_stop, names
+    images, labels, config, validation, should_stop, names, init
         As for :func:`train`.
 
     Yields
@@ -328,9 +282,16 @@ def iter_train(
     """
     config = TrainConfig() if config is None else config
     check_config(config)
-    # Everything is validated before any work: the resume file, then all pairs, then the classes.
-    payload = read_resume(config)
-    session = _Session(_prepare(images, labels, config, validation, names, payload), payload)
+    # Everything is validated before any work: the resume file or the model to start from, then all pairs, then
+    # the classes.
+    if init is not None:
+        payload, config = resolve_init(init, config)
+        check_config(config)
+    else:
+        payload = read_resume(config)
+        if payload and not payload.get("training_state"):  # a model file without training state: fine-tuned
+            payload["parent"] = parent_entry(payload["state_dict"], payload["metadata"], str(config.resume_from))
+    session = _Session(prepare(images, labels, config, validation, names, payload), payload)
     config = session.config  # resolved: no field left to the defaults
 
     session.model.train()
@@ -374,6 +335,7 @@ def train(
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
     names: Sequence[str] | None = None,
+    init=None,
 ) -> TrainResult:
     """Train a U-Net on images and their labels.
 
@@ -395,11 +357,20 @@ def train(
         Polled before each step; when true, training stops, saves and returns (``history["stopped"] = True``).
     names : sequence of str, optional
         A name per training image (e.g. layer names), used in error messages instead of the index.
+    init : UNet, str or path, optional
+        Fine-tune a model instead of starting from random weights: a network, a model file, or a starter model's
+        name (``"nuclei"``, ``"em-membranes"``: :func:`~napari_seamless_unet.core.starters.starter_models`). Its
+        architecture, input channels, classes, task and normalisation are kept (config fields left at their
+        defaults follow the model; contradicting ones are an error); the optimizer and the learning-rate
+        schedule are new, over this run's ``steps`` or ``time_budget``. The model given is not changed.
 
     Returns
     -------
     TrainResult
-        ``(model, history)``; the model's ``.metadata`` holds ``"train_config"`` and ``"history"``.
+        ``(model, history)``; the model's ``.metadata`` holds ``"train_config"``, ``"history"``,
+        ``"training_data"`` (a summary of this run's data: planes, shapes, annotated pixels, SHA-256) and
+        ``"lineage"``: the models it descends from, oldest first (name, SHA-256 of the weights, creation time,
+        steps, training data), empty for a model trained from random weights.
 
     Raises
     ------
@@ -407,5 +378,7 @@ def train(
         For unusable inputs, before any training starts; the message names the pair and the fix.
     """
     # should_stop goes to the trainer, not to run(): stopping is a normal end of training that returns the model.
-    gen = iter_train(images, labels, config=config, validation=validation, should_stop=should_stop, names=names)
+    gen = iter_train(
+        images, labels, config=config, validation=validation, should_stop=should_stop, names=names, init=init
+    )
     return run(gen, progress)
