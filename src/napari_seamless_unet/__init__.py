@@ -7,6 +7,9 @@ The public API is the pure compute core (numpy + torch; importing it imports nei
     from napari_seamless_unet import predict_dask, segment_dask  # lazy, on any dask scheduler or cluster
     from napari_seamless_unet import export_bioimageio  # a bioimage.io model package (the [bioimageio] extra)
     from napari_seamless_unet import measure  # a table of per-object measurements (regionprops_table)
+    from napari_seamless_unet import uncertainty, propose_regions  # where the model is unsure: annotate there next
+    from napari_seamless_unet import region_pair  # a corrected region of a plane as a training pair
+    from napari_seamless_unet import starter_models, load_starter  # models to fine-tune: train(..., init="nuclei")
 
 The names are loaded on first use (PEP 562), so that ``import napari_seamless_unet.io`` or the command line's
 ``--help`` do not import torch.
@@ -33,8 +36,11 @@ if TYPE_CHECKING:
     from .core.model_io import load_model, save_model
     from .core.normalization import Normalization
     from .core.predict import choose_tile_shape, iter_predict, iter_segment, predict, segment
+    from .core.regions import IGNORE, Region, propose_regions, region_pair
     from .core.shapes import halo, output_shape, valid_input_shape
+    from .core.starters import load_starter, starter_models
     from .core.train import TrainConfig, TrainResult, iter_train, train
+    from .core.uncertainty import iter_uncertainty, uncertainty
 
 # public name -> the module (relative to this package) that defines it
 _LAZY = {
@@ -56,6 +62,14 @@ _LAZY = {
     "iter_segment": ".core.predict",
     "predict": ".core.predict",
     "segment": ".core.predict",
+    "IGNORE": ".core.regions",
+    "Region": ".core.regions",
+    "propose_regions": ".core.regions",
+    "region_pair": ".core.regions",
+    "load_starter": ".core.starters",
+    "starter_models": ".core.starters",
+    "iter_uncertainty": ".core.uncertainty",
+    "uncertainty": ".core.uncertainty",
     "halo": ".core.shapes",
     "output_shape": ".core.shapes",
     "valid_input_shape": ".core.shapes",
@@ -66,10 +80,12 @@ _LAZY = {
 }
 
 __all__ = [
+    "IGNORE",
     "Cancelled",
     "InvalidShapeError",
     "ModelFileError",
     "Normalization",
+    "Region",
     "TrainConfig",
     "TrainResult",
     "UNet",
@@ -82,15 +98,21 @@ __all__ = [
     "iter_predict",
     "iter_segment",
     "iter_train",
+    "iter_uncertainty",
     "load_model",
+    "load_starter",
     "measure",
     "output_shape",
     "predict",
     "predict_dask",
+    "propose_regions",
+    "region_pair",
     "save_model",
     "segment",
     "segment_dask",
+    "starter_models",
     "train",
+    "uncertainty",
     "valid_input_shape",
 ]
 

@@ -104,3 +104,23 @@ def match_instances(prediction: np.ndarray, target: np.ndarray, threshold: float
         "true": n_true,
         "f1": 2 * matched / (n_pred + n_true) if n_pred + n_true else 1.0,
     }
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for telling ``positive`` pixels from the others.
+
+    The probability that a random positive scores above a random negative (ties count half): the Mann-Whitney
+    U statistic from average ranks. E.g. ``roc_auc(uncertainty_map, prediction != truth)``: how well the
+    uncertainty ranks the wrong pixels above the right ones (0.5: no better than chance). ``nan`` when either
+    group is empty.
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positive = np.asarray(positive, dtype=bool).ravel()
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
