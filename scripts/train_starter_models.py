@@ -50,7 +50,6 @@ def _save_half(model, name: str, extra: dict) -> Path:
 
 def nuclei(steps: int, seed: int) -> None:
     from bench_quality import instance_scores
-
     from napari_seamless_unet import TrainConfig, load_model, segment, train
     from napari_seamless_unet.core.synthetic import clustered_nuclei
 
@@ -72,7 +71,6 @@ def nuclei(steps: int, seed: int) -> None:
 
 def em_membranes(steps: int, seed: int) -> None:
     from bench_quality import ISBI, isbi_data, isbi_scores
-
     from napari_seamless_unet import TrainConfig, load_model, predict, train
 
     (images, labels), (test_images, test_labels) = isbi_data(ISBI)

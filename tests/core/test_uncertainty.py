@@ -29,7 +29,7 @@ def test_the_map_is_the_normalised_entropy_of_the_tta_probabilities(model, image
     u = uncertainty(model, image, device=device)
     p = predict(model, image, tta=True, device=device)
     assert u.shape == image.shape and u.dtype == np.float32
-    assert 0.0 <= u.min() and u.max() <= 1.0
+    assert u.min() >= 0.0 and u.max() <= 1.0
     expected = -(np.clip(p, 1e-12, 1) * np.log(np.clip(p, 1e-12, 1))).sum(0) / math.log(3)
     np.testing.assert_allclose(u, expected, atol=1e-5)
 
