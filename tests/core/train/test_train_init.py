@@ -83,3 +83,23 @@ def test_a_starter_model_name_is_an_init(discs, tiny, monkeypatch, tmp_path):
     monkeypatch.setattr(starters, "starter_path", lambda name: path)
     child = train(*discs, config=tiny(steps=1), init="nuclei")
     assert child.model.metadata["lineage"][0]["model"] == "starter model 'nuclei'"
+
+
+def test_the_shipped_nuclei_starter_loads_and_segments():
+    from napari_seamless_unet import load_starter, segment, starter_models
+    from napari_seamless_unet.core.synthetic import clustered_nuclei
+
+    assert "nuclei" in starter_models()
+    model = load_starter("nuclei")
+    assert model.task == "instances" and model.metadata["starter"]["name"] == "nuclei"
+    image, truth = clustered_nuclei((128, 128), n_clusters=2, seed=5)
+    labels = segment(model, image)
+    assert labels.max() >= 1  # it finds nuclei in an image it never saw
+
+
+def test_an_unknown_starter_is_refused():
+    from napari_seamless_unet import ModelFileError
+    from napari_seamless_unet.core.starters import starter_path
+
+    with pytest.raises(ModelFileError, match="no starter model"):
+        starter_path("mitochondria")
