@@ -34,6 +34,8 @@ def _imported_modules(*argv: str) -> set[str]:
         ["train", "--help"],
         ["segment", "--help"],
         ["postprocess", "--help"],
+        ["uncertainty", "--help"],
+        ["info", "--help"],
         ["export", "--help"],
         ["demo", "--help"],
     ],

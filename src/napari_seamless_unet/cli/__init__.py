@@ -1,9 +1,10 @@
-"""The ``seamless-unet`` command line: ``train``, ``predict``, ``segment``, ``postprocess``, ``info``, ``export`` and
-``demo``.
+"""The ``seamless-unet`` command line: ``train``, ``predict``, ``segment``, ``postprocess``, ``uncertainty``, ``info``,
+``export`` and ``demo``.
 
 Built only on the public compute core and :mod:`napari_seamless_unet.io` (no napari, no Qt); each command is
 one module (:mod:`.train`, :mod:`.predict` for predict and segment, :mod:`.postprocess` for instance labels
-from saved probabilities, :mod:`.info`, :mod:`.export`, :mod:`.demo`) with
+from saved probabilities, :mod:`.uncertainty` for the map of where a model is unsure and the regions to annotate
+next, :mod:`.info`, :mod:`.export`, :mod:`.demo`) with
 ``add_parser(subparsers)`` and ``run(args) -> int``, importing torch only when it runs, so that ``--help``
 starts at once. Images are read with tifffile (memory-mapped or as a lazy zarr view where the file allows it)
 or zarr, so a large input is read tile by tile; predictions into a ``.zarr`` path are written tile by tile.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.errors import UNetInputError
-from . import demo, export, info, postprocess, predict, train
+from . import demo, export, info, postprocess, predict, train, uncertainty
 from ._common import EXIT_INTERRUPTED, PROG, Parser, fail
 
 __all__ = ["build_parser", "main"]
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in (train, predict, postprocess, info, export, demo):
+    for command in (train, predict, postprocess, uncertainty, info, export, demo):
         command.add_parser(commands)
     return parser
 

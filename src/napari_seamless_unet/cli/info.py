@@ -6,22 +6,33 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import UNetInputError
+from ._common import fail
+
 
 def add_parser(subparsers) -> None:
     """Add the ``info`` command to ``subparsers``."""
     info = subparsers.add_parser(
         "info",
         help="show what a model file holds",
-        description="Show architecture, task, classes, normalisation, training settings, "
-        "training history and versions stored in a model file.",
+        description="Show architecture, task, classes, normalisation, training settings, training history, "
+        "training data, lineage (the models it was fine-tuned from) and versions stored in a model file; or, with "
+        "--starters, the starter models to fine-tune (train --init NAME).",
     )
-    info.add_argument("model", help="model file (.unet.pt)")
+    info.add_argument("model", nargs="?", default=None, help="model file (.unet.pt)")
+    info.add_argument("--starters", action="store_true", help="list the starter models shipped with the package")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    """Print the description of ``args.model``."""
+    """Print the description of ``args.model``, or the starter models."""
+    if args.starters:
+        if args.model is not None:
+            raise UNetInputError("give a model file or --starters, not both.")
+        return _print_starters(args.json)
+    if args.model is None:
+        return fail("give a model file, or --starters to list the starter models (see 'seamless-unet info --help')", 2)
     info = describe_model(args.model)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -71,10 +82,68 @@ def describe_model(path: str) -> dict[str, Any]:
         "versions": meta.get("versions"),
         "created": meta.get("created"),
         "resumable": "training_state" in payload,
-        "other_metadata": {
-            k: v for k, v in meta.items() if k not in ("train_config", "history", "versions", "created", "axes")
-        },
+        "training_data": meta.get("training_data"),
+        "lineage": meta.get("lineage") or [],
+        "other_metadata": {k: v for k, v in meta.items() if k not in _SHOWN},
     }
+
+
+_SHOWN = ("train_config", "history", "versions", "created", "axes", "training_data", "lineage")
+
+
+def _print_starters(as_json: bool) -> int:
+    """The starter models: name, description and whether this installation has the file."""
+    from ..core.errors import ModelFileError
+    from ..core.starters import STARTERS, starter_path
+
+    rows = []
+    for name, starter in STARTERS.items():
+        try:
+            path = str(starter_path(name))
+        except ModelFileError:
+            path = None
+        rows.append({"name": name, "task": starter.task, "description": starter.description, "file": path})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        missing = "" if row["file"] else " [not installed]"
+        print(f"{row['name']:<{width}}  {row['description']}{missing}")
+    print("fine-tune one with: seamless-unet train IMAGES LABELS --init NAME")
+    return 0
+
+
+def training_data_text(summary: dict | None) -> str:
+    """'3 plane(s) of 96 x 112, 32,256 annotated pixels, sha256 1a2b3c4d...'; 'not recorded'."""
+    if not summary:
+        return "not recorded"
+    shapes = ", ".join(" x ".join(map(str, s)) for s in summary.get("plane_shapes") or [])
+    text = f"{summary.get('planes')} plane(s) of {shapes or '?'}"
+    if summary.get("annotated_pixels") is not None:
+        text += f", {summary['annotated_pixels']:,} annotated pixels"
+    if summary.get("sha256"):
+        text += f", sha256 {summary['sha256'][:12]}"
+    names = summary.get("names")
+    if names:
+        text += f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+    return text
+
+
+def lineage_lines(lineage: list[dict]) -> list[str]:
+    """One line per ancestor, oldest first: the model, its steps, when it was made, its weights."""
+    lines = []
+    for i, entry in enumerate(lineage, 1):
+        steps = entry.get("steps")
+        parts = [f"{steps} steps" if steps is not None else "steps not recorded"]
+        if entry.get("created"):
+            parts.append(f"created {entry['created']}")
+        if entry.get("weights_sha256"):
+            parts.append(f"weights {entry['weights_sha256'][:12]}")
+        if entry.get("training_data"):
+            parts.append("data " + training_data_text(entry["training_data"]))
+        lines.append(f"  {i}. {entry.get('model')}: {', '.join(parts)}")
+    return lines
 
 
 def settings_table(config: dict[str, Any]) -> list[str]:
@@ -140,6 +209,13 @@ def format_info(info: dict[str, Any]) -> str:
         lines += settings_table(train_config)
     history_lines = history_summary(info["history"])
     lines += [f"history:        {line}" for line in history_lines] or ["history:        none recorded"]
+    lines.append(f"training data:  {training_data_text(info.get('training_data'))}")
+    lineage = info.get("lineage") or []
+    if lineage:
+        lines.append("lineage:        fine-tuned from (oldest first)")
+        lines += lineage_lines(lineage)
+    else:
+        lines.append("lineage:        none (trained from random weights)")
     versions = info["versions"] or {}
     lines.append(f"versions:       {', '.join(f'{k} {v}' for k, v in versions.items()) or 'unknown'}")
     return "\n".join(lines)

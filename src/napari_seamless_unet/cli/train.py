@@ -21,6 +21,7 @@ from ._common import (
     positive_int,
     voxel_size,
 )
+from ._finetune import check_init, init_text
 
 
 def add_parser(subparsers) -> None:
@@ -38,9 +39,9 @@ def add_parser(subparsers) -> None:
     train.add_argument(
         "--task",
         choices=("instances", "semantic"),
-        default="instances",
+        default=None,
         help="instances: each positive label is one object, touching objects are separated; "
-        "semantic: label value k is class k (default: %(default)s)",
+        "semantic: label value k is class k (default: instances, or the --init model's task)",
     )
     train.add_argument(
         "--instance-classes",
@@ -123,15 +124,23 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--checkpoint-every", type=positive_int, default=None, help="save the model every N steps")
     train.add_argument("--resume", default=None, metavar="MODEL", help="continue training from this model file")
+    train.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this model file or starter model (nuclei, em-membranes; see 'seamless-unet "
+        "info --starters') instead of random weights; its architecture, classes, task and normalisation are kept, "
+        "with a new optimizer and schedule (default: not set, random weights)",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     train.add_argument("--axes", type=axes_letters, default=None, help="axes of the images, e.g. YX, ZYX, CYX, YXC")
     train.add_argument(
         "--ndim",
         type=int,
         choices=(2, 3),
-        default=2,
+        default=None,
         help="2: a 2D network trained on every plane (the paper's); 3: a 3D network trained on volumes (the images "
-        "need a Z axis; much slower on a CPU) (default: %(default)s)",
+        "need a Z axis; much slower on a CPU) (default: 2, or the --init model's)",
     )
     train.add_argument(
         "--voxel-size",
@@ -158,6 +167,7 @@ def run(args) -> int:
         raise UNetInputError(f"model to resume from {args.resume!r} does not exist.")
     if (args.validation_images is None) != (args.validation_labels is None):
         raise UNetInputError("give both --validation-images and --validation-labels, or neither.")
+    check_init(args)
     images, labels = load_pairs(args.images, args.labels)
     validation = None
     if args.validation_images is not None:
@@ -191,13 +201,18 @@ def run(args) -> int:
         ndim=args.ndim,
         voxel_size=spacing,
     )
-    if not args.quiet:
+    if not args.quiet and args.init:
+        print(
+            f"fine-tuning {init_text(args.init)} on {len(images)} image(s): {_schedule_text(config)}", file=sys.stderr
+        )
+    elif not args.quiet:
         network = (
             "network chosen for the device" if preset is None else f"{preset}: {base} base channels, depth {depth}"
         )
-        dimensions = "" if args.ndim == 2 and not spacing else dimensions_text(args.ndim, spacing) + ", "
+        ndim = args.ndim or 2
+        dimensions = "" if ndim == 2 and not spacing else dimensions_text(ndim, spacing) + ", "
         print(
-            f"training a U-Net for {args.task} ({dimensions}{network}) on {len(images)} image(s): "
+            f"training a U-Net for {args.task or 'instances'} ({dimensions}{network}) on {len(images)} image(s): "
             f"{_schedule_text(config)}",
             file=sys.stderr,
         )
@@ -213,6 +228,9 @@ def run(args) -> int:
     if not args.quiet:
         for line in history_summary(history):
             print(line)
+        lineage = model.metadata.get("lineage") or []
+        if args.init and lineage:
+            print(f"started from: {lineage[-1].get('model')}")
         print(f"model saved to {output}")
     return 0
 
@@ -230,21 +248,25 @@ def network_size(args) -> tuple[int | None, int | None, str | None]:
 
 def training_voxel_size(args) -> tuple[float, ...] | None:
     """``--voxel-size``, else the size the first training image's metadata records (its last ``--ndim`` axes)."""
+    ndim = args.ndim or 2
     if args.voxel_size is not None:
-        if len(args.voxel_size) != args.ndim:
-            what = "Z,Y,X (3 sizes)" if args.ndim == 3 else "Y,X (2 sizes)"
+        if args.init and args.ndim is None:
+            return tuple(args.voxel_size)  # the model's dimensions: the training API checks the sizes
+        if len(args.voxel_size) != ndim:
+            what = "Z,Y,X (3 sizes)" if ndim == 3 else "Y,X (2 sizes)"
             raise UNetInputError(
-                f"--voxel-size {','.join(f'{v:g}' for v in args.voxel_size)} does not fit --ndim {args.ndim}: "
-                f"give {what}."
+                f"--voxel-size {','.join(f'{v:g}' for v in args.voxel_size)} does not fit --ndim {ndim}: give {what}."
             )
         return tuple(args.voxel_size)
+    if args.init:
+        return None  # the model's voxel size
     from ..io import list_images
     from ..io import voxel_size as read_voxel_size
 
     found = read_voxel_size(list_images(args.images, "training image")[0])
-    if found is None or len(found) < args.ndim:
+    if found is None or len(found) < ndim:
         return None
-    return tuple(found[-args.ndim :])
+    return tuple(found[-ndim:])
 
 
 def dimensions_text(ndim: int, spacing) -> str:
@@ -291,6 +313,7 @@ def run_training(args, images, labels, config, validation, desc: str = "training
                 labels,
                 config=config,
                 validation=validation,
+                init=getattr(args, "init", None),
                 progress=bar,
                 should_stop=lambda: ctrl_c.requested,
             )
