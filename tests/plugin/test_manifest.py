@@ -12,6 +12,7 @@ COMMANDS = {
     "napari-seamless-unet.make_train_widget",
     "napari-seamless-unet.make_predict_widget",
     "napari-seamless-unet.make_sample_data",
+    "napari-seamless-unet.make_annotate_widget",
 }
 
 
@@ -20,7 +21,11 @@ def test_manifest_is_valid_and_its_commands_import():
     manifest = npe2.PluginManifest.from_distribution("napari-seamless-unet")
     assert manifest.name == "napari-seamless-unet"
     assert {c.id for c in manifest.contributions.commands} == COMMANDS
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Train U-Net", "Segment with U-Net"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {
+        "Train U-Net",
+        "Segment with U-Net",
+        "Annotate next",
+    }
     segment_menu = manifest.contributions.menus["napari/layers/segment"]
     assert {item.command for item in segment_menu} == COMMANDS - {"napari-seamless-unet.make_sample_data"}
     manifest.validate_imports()  # every python_name resolves to an importable object
@@ -42,6 +47,7 @@ def test_npe2_validate_command_line():
         "napari_seamless_unet.plugin._jobs",
         "napari_seamless_unet.plugin._predict_job",
         "napari_seamless_unet.plugin._relabel",
+        "napari_seamless_unet.plugin._annotate_job",
     ],
 )
 def test_importing_the_package_does_not_import_napari_or_qt(module):

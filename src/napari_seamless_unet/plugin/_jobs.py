@@ -45,6 +45,11 @@ class TrainingJob:
         A 2D plane (axes ``preview_axes``) segmented with a copy of the current model every ``preview_every``
         steps, on the worker thread. With ``preview_index``, the plane ``preview_image[preview_index]`` of a
         larger (lazy) array, read in :meth:`run`.
+    init : UNet, str or path, optional
+        The model to start from (``core.train.train``'s ``init``); ``init_name`` says which, for the outcome text.
+    regions : list of (image, labels), optional
+        Corrected regions (:func:`~napari_seamless_unet.core.regions.region_pair`) trained on besides the layers'
+        planes; their labels are ``config.ignore_label`` outside the region.
     """
 
     def __init__(
@@ -59,6 +64,9 @@ class TrainingJob:
         preview_axes: str | None = None,
         preview_every: int = 0,
         names: Sequence[str] | None = None,
+        init=None,
+        init_name: str | None = None,
+        regions: Sequence[tuple] = (),
     ):
         self.images = list(images)
         self.names = list(names) if names is not None else None
@@ -70,6 +78,9 @@ class TrainingJob:
         self.preview_index = preview_index
         self.preview_axes = preview_axes
         self.preview_every = int(preview_every or 0)
+        self.init = init
+        self.init_name = init_name
+        self.regions = list(regions)
         self._stop = threading.Event()
         self._checkpoint_mtime = None
 
@@ -89,6 +100,12 @@ class TrainingJob:
                 return False
             self.images, self.labels, self.names, self.summary = data.images, data.labels, data.names, data.summary
             self.plan = None
+        if self.regions:
+            names = self.names if self.names is not None else [f"pair {i + 1}" for i in range(len(self.images))]
+            self.names = [*names, *(f"corrected region {i + 1}" for i in range(len(self.regions)))]
+            self.images = [*self.images, *(image for image, _ in self.regions)]
+            self.labels = [*self.labels, *(labels for _, labels in self.regions)]
+            self.summary = ", ".join(filter(None, [self.summary, f"{len(self.regions)} corrected region(s)"]))
         if self.preview_image is not None and self.preview_index is not None:
             self.preview_image = np.asarray(self.preview_image[self.preview_index])
             self.preview_index = None
@@ -101,13 +118,20 @@ class TrainingJob:
         """
         from ..core.train import iter_train
 
-        reading = self.plan is not None
+        reading = self.plan is not None or bool(self.regions)
         if not self._read():
             return None
         if reading:
             info = {"summary": self.summary, "dimensions": dimensions_text(self.config)}
             yield Progress(0, int(self.config.steps), "read", info)
-        gen = iter_train(self.images, self.labels, config=self.config, should_stop=self._stop.is_set, names=self.names)
+        gen = iter_train(
+            self.images,
+            self.labels,
+            config=self.config,
+            should_stop=self._stop.is_set,
+            names=self.names,
+            init=self.init,
+        )
         while True:
             try:
                 event = next(gen)
@@ -192,8 +216,9 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
-def training_outcome(history: dict, config, path: str | os.PathLike | None) -> str:
-    """What the user is told when training ends: why it ended, and which file holds which model.
+def training_outcome(history: dict, config, path: str | os.PathLike | None, init_name: str | None = None) -> str:
+    """What the user is told when training ends: why it ended, what it started from (``init_name``; nothing
+    said for random weights), and which file holds which model.
 
     E.g. "Finished: 113 steps in the 60 s time limit. Saved cells.unet.pt (last step) and cells.best.unet.pt
     (best validation score, step 100) in /data/models."
@@ -213,6 +238,7 @@ def training_outcome(history: dict, config, path: str | os.PathLike | None) -> s
         message = f"Finished: {last} steps in the {format_duration(budget)} time limit."
     else:
         message = f"Finished: {last} steps."
+    message += f" Started from {init_name}." if init_name else ""
     settings = settings_text(history.get("settings"), config)
     if not path:
         return message + " Not saved: no file name given (the model is kept for this session)." + settings

@@ -29,6 +29,16 @@ def mark_output(layer, role: str, **info) -> None:
     if role not in OUTPUT_ROLES:
         raise ValueError(f"unknown role {role!r}; one of {OUTPUT_ROLES}")
     layer.metadata[METADATA_KEY] = {"role": role, **info}
+    paint = getattr(getattr(layer, "events", None), "paint", None)
+    if role == "prediction" and paint is not None:
+        paint.connect(_mark_corrected)  # the same function once per layer: napari does not connect it twice
+
+
+def _mark_corrected(event) -> None:
+    """A user painted on a segmentation: it is now a correction, to train on (:func:`guess_labels_layer`)."""
+    info = output_info(event.source)
+    if info.get("role") == "prediction":
+        info["corrected"] = True
 
 
 def output_info(layer) -> dict:
@@ -299,12 +309,12 @@ def training_data(pairs: Sequence[tuple], unlabelled: str = "background") -> Tra
 
 
 def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:
-    """The Labels layer most likely annotating ``image_layer``: same name prefix first, then the same shape.
+    """The Labels layer most likely annotating ``image_layer``: a user's layer of the same name prefix first, then a
+    segmentation of this image by the Segment dock that the user corrected (painted on), then the same shape.
 
-    Layers the plugin made (segmentations, training previews: see :func:`is_output`) are never guessed; a user can
-    still choose one (e.g. a corrected segmentation) by hand.
+    Other layers the plugin made (training previews, uncorrected segmentations: see :func:`is_output`) are never
+    guessed; a user can still choose one by hand.
     """
-    labels_layers = [lab for lab in labels_layers if not is_output(lab)]
     if image_layer is None or not labels_layers:
         return None
     try:
@@ -314,7 +324,15 @@ def guess_labels_layer(image_layer, labels_layers: Sequence) -> object | None:
     data = layer_data(image_layer)
     spatial = tuple(n for n, a in zip(data.shape, axes) if a != "C")
     same_shape = [lab for lab in labels_layers if tuple(layer_data(lab).shape) == spatial]
-    for lab in same_shape:
+    users = [lab for lab in same_shape if not is_output(lab)]
+    segmentations = [
+        lab
+        for lab in same_shape
+        if output_info(lab).get("corrected") and output_info(lab).get("source") == image_layer.name
+    ]
+    for lab in users:
         if lab.name.startswith(image_layer.name):
             return lab
-    return same_shape[0] if same_shape else None
+    if segmentations:
+        return segmentations[-1]  # the newest run
+    return users[0] if users else None

@@ -9,55 +9,33 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtWidgets import QProgressBar, QSizePolicy, QWidget
+from qtpy.QtWidgets import QProgressBar, QWidget
 
 from ..core.errors import UNetInputError
 from ..core.progress import Progress
+from ..core.regions import IGNORE
 from . import _layers
 from ._common import (
     JobRunner,
     SessionWidget,
     UserError,
     connect_layer_changes,
-    layer_choices,
     notify_info,
     pick_default_layer,
     report_exception,
 )
+from ._corrections import CorrectedRegions, context_for, corrected_region, selected_rectangle
 from ._jobs import Preview, TrainingJob, format_duration, stop_reason, training_outcome
 from ._pixel import layer_voxel_size
 from ._plot import LossPlot
+from ._start_from import StartFrom
+from ._train_pairs import _PairRow
 from ._train_settings import PRESETS, AdvancedSettings  # noqa: F401  (PRESETS: importable from here)
-from ._ui import ScrollingDock, compact_combo, compact_widgets, name_in_tooltip, natural_width, status_label
+from ._ui import ScrollingDock, compact_widgets, natural_width, status_label
 
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
 PROGRESS_MAX = 1000
 UNLABELLED = [("background", "background"), ("ignored (sparse annotation; 1 = background)", "ignore")]
-
-
-class _PairRow:
-    """One (image layer, Labels layer) training pair: two combo boxes and a small remove button in a row."""
-
-    def __init__(self, widget: TrainWidget):
-        self.image = ComboBox(label="image", choices=lambda _: layer_choices(widget.viewer, "Image"), nullable=True)
-        self.labels = ComboBox(label="labels", choices=lambda _: layer_choices(widget.viewer, "Labels"), nullable=True)
-        compact_combo(self.image, chars=5)  # two in a row: both stretch to share the dock's width
-        compact_combo(self.labels, chars=5)
-        name_in_tooltip(self.image, "image to train on")
-        name_in_tooltip(self.labels, "its annotation (a Labels layer of the same size)")
-        self.remove = PushButton(text="✕", tooltip="remove this pair")
-        self.remove.native.setFixedWidth(self.remove.native.fontMetrics().horizontalAdvance("✕") + 18)
-        self.remove.native.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.container = Container(widgets=[self.image, self.labels, self.remove], layout="horizontal", labels=False)
-        self.container.margins = (0, 0, 0, 0)
-        self.image.changed.connect(self._guess_labels)
-        pick_default_layer(self.image, widget.viewer, "Image")
-        self._guess_labels()
-
-    def _guess_labels(self, *_):
-        guess = _layers.guess_labels_layer(self.image.value, [lab for lab in self.labels.choices if lab is not None])
-        if guess is not None:
-            self.labels.value = guess
 
 
 class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
@@ -140,7 +118,10 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         for name in AdvancedSettings.WIDGETS:
             setattr(self, name, getattr(self.advanced, name))
         self.sections = self.advanced.sections
-        main = [self.task, self.dimensions, self.unlabelled, self.steps, self.time_budget, self.save_path]
+        self.start_from = StartFrom(lambda: self.registry)  # random weights, or a model to fine-tune
+        self.regions = CorrectedRegions(self.add_corrected_region)
+        main = [self.start_from.choice, self.start_from.file, self.task, self.dimensions, self.unlabelled]
+        main += [self.steps, self.time_budget, self.save_path]
         self.form = compact_widgets(Container(widgets=main))
         self.form.margins = (0, 0, 0, 0)
 
@@ -156,6 +137,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         layout.addWidget(pairs_label.native)
         layout.addWidget(self._rows.native)
         layout.addWidget(natural_width(self.add_pair_button))
+        layout.addWidget(self.regions.container.native)
         layout.addWidget(self.form.native)
         for collapsible in self.sections.values():
             layout.addWidget(collapsible)
@@ -182,6 +164,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             pick_default_layer(row.image, self.viewer, "Image")
             if row.labels.value is None:
                 row._guess_labels()
+        self.start_from.reset_choices()
         self._enable_dimensions()
 
     def add_pair(self, image=None, labels=None) -> _PairRow:
@@ -252,6 +235,13 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         Only shapes and names are looked at here (on the GUI thread): the job reads the layers' data in its worker.
         """
         plan = _layers.plan_training(self.pairs, self.unlabelled.value, int(self.dimensions.value))
+        init, init_name = self.start_from.resolve()
+        if init is not None:  # the model's task and classes, not the dock's
+            overrides = {"task": "instances", "instance_classes": 2, **overrides}
+        if self.regions.pairs:
+            if plan.ndim == 3:
+                raise UNetInputError("corrected regions are planes: train a 2D network with them, or clear them.")
+            overrides = {"ignore_label": IGNORE, **overrides}
         image_layer = self.pairs[0][0]
         # The size recorded with the model: the image layer's scale along Z, Y, X (a 3D network is shaped by it), or
         # Y, X for a 2D one (unchanged by it), where napari's default scale of 1s records nothing.
@@ -273,11 +263,14 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             [],
             [],
             config,
-            plan=plan,
+            plan=None if self.regions.pairs and self.regions.only.value else plan,
             preview_image=preview,
             preview_index=index,
             preview_axes=preview_axes,
             preview_every=every,
+            init=init,
+            init_name=init_name,
+            regions=self.regions.pairs,
         )
 
     # -- running -------------------------------------------------------------------------------------------------
@@ -379,7 +372,8 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.last_stop_reason = stop_reason(history, config)
         if self.last_stop_reason in ("steps", "time_budget"):
             self.progress_bar.setValue(PROGRESS_MAX)  # a normal end: whichever limit ended it is reached
-        message = training_outcome(history, config, path)
+        self.start_from.set_trained(model, name)  # Train again: continues from this model
+        message = training_outcome(history, config, path, getattr(self.job, "init_name", None))
         if not path:
             message += f" It is listed as {name!r} in 'Segment with U-Net'."
         self.status.value = message
@@ -409,3 +403,17 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         if self.job is not None and self.running:
             self.job.stop()  # the model trained so far is saved
         self.last_model = None
+        self.start_from.drop()
+
+    def add_corrected_region(self):
+        """*+ add corrected region* (see ``_corrections``); returns the number of regions (None on an error)."""
+        image, labels = self.pairs[0]
+        try:
+            context = context_for(self.start_from.resolve()[0], self.preset.value)
+            rect = selected_rectangle(self.viewer)
+            self.regions.append(*corrected_region(image, labels, self.viewer, context=context, rectangle=rect))
+        except UNetInputError as err:
+            self.status.value = report_exception(err, "Adding a corrected region")
+            return None
+        self.status.value = f"Added {self.regions.names[-1]}: {self.regions.count.value} to train on."
+        return len(self.regions.pairs)
