@@ -39,7 +39,7 @@ def model_3d(tmp_path):
 def test_ndim_and_voxel_size_are_parsed(tmp_path):
     parser = build_parser()
     args = parser.parse_args(["train", "a.tif", "b.tif"])
-    assert args.ndim == 2 and args.voxel_size is None
+    assert args.ndim is None and args.voxel_size is None  # not given: 2D, or the --init model's
     args = parser.parse_args(["train", "a.tif", "b.tif", "--ndim", "3", "--voxel-size", "3,1,0.5"])
     assert args.ndim == 3 and args.voxel_size == (3.0, 1.0, 0.5)
     for bad in (["--ndim", "4"], ["--voxel-size", "3,a,1"], ["--voxel-size", "3,0,1"], ["--voxel-size", "1"]):
