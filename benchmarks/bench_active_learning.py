@@ -89,27 +89,10 @@ def fine_tune(model, regions, pool, pool_labels, steps: int, seed: int, args):
 
     context = halo(args.depth if model is None else model.depth)  # the network's context around each region
     pairs = [region_pair(pool[s], pool_labels[s], box, context=context) for s, box in regions]
-    config = TrainConfig(
-        task="semantic",
-        base_channels=args.base_channels,
-        depth=args.depth,
-        steps=steps,
-        seed=seed,
-        device="cpu",
-        ignore_label=IGNORE,
-        validation_fraction=0.0,
-        val_every=10**6,
-    )
-    if model is not None:  # the architecture is the model's
-        config = TrainConfig(
-            task="semantic",
-            steps=steps,
-            seed=seed,
-            device="cpu",
-            ignore_label=IGNORE,
-            validation_fraction=0.0,
-            val_every=10**6,
-        )
+    settings = dict(task="semantic", steps=steps, seed=seed, device="cpu", ignore_label=IGNORE)
+    if model is None:  # fine-tuning keeps the model's architecture
+        settings.update(base_channels=args.base_channels, depth=args.depth)
+    config = TrainConfig(**settings, validation_fraction=0.0, val_every=10**6)
     return train([p[0] for p in pairs], [p[1] for p in pairs], config=config, init=model).model
 
 
