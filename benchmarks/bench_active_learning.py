@@ -89,7 +89,7 @@ def fine_tune(model, regions, pool, pool_labels, steps: int, seed: int, args):
 
     context = halo(args.depth if model is None else model.depth)  # the network's context around each region
     pairs = [region_pair(pool[s], pool_labels[s], box, context=context) for s, box in regions]
-    settings = dict(task="semantic", steps=steps, seed=seed, device="cpu", ignore_label=IGNORE)
+    settings = {"task": "semantic", "steps": steps, "seed": seed, "device": "cpu", "ignore_label": IGNORE}
     if model is None:  # fine-tuning keeps the model's architecture
         settings.update(base_channels=args.base_channels, depth=args.depth)
     config = TrainConfig(**settings, validation_fraction=0.0, val_every=10**6)
