@@ -31,7 +31,7 @@ from ._plot import LossPlot
 from ._start_from import StartFrom
 from ._train_pairs import _PairRow
 from ._train_settings import PRESETS, AdvancedSettings  # noqa: F401  (PRESETS: importable from here)
-from ._ui import ScrollingDock, compact_widgets, natural_width, status_label
+from ._ui import ScrollingDock, compact_widgets, status_label
 
 TASKS = [("instances (separate touching objects)", "instances"), ("semantic (label value = class)", "semantic")]
 PROGRESS_MAX = 1000
@@ -113,15 +113,16 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.save_path.tooltip = (
             "the model file; the best one by validation score goes beside it as <name>.best.unet.pt"
         )
-        # Advanced settings, in collapsed sections; their widgets stay reachable as attributes of this widget.
-        self.advanced = AdvancedSettings()
+        self.advanced = AdvancedSettings()  # collapsed sections; their widgets are attributes of this widget too
         for name in AdvancedSettings.WIDGETS:
             setattr(self, name, getattr(self.advanced, name))
         self.sections = self.advanced.sections
         self.start_from = StartFrom(lambda: self.registry)  # random weights, or a model to fine-tune
+        # First in the network section: in the main form it pushed Train below a laptop screen (test_screen.py).
+        start = compact_widgets(Container(widgets=[self.start_from.choice, self.start_from.file]))
+        self.sections["network"].content().layout().insertWidget(0, start.native)
         self.regions = CorrectedRegions(self.add_corrected_region)
-        main = [self.start_from.choice, self.start_from.file, self.task, self.dimensions, self.unlabelled]
-        main += [self.steps, self.time_budget, self.save_path]
+        main = [self.task, self.dimensions, self.unlabelled, self.steps, self.time_budget, self.save_path]
         self.form = compact_widgets(Container(widgets=main))
         self.form.margins = (0, 0, 0, 0)
 
@@ -136,7 +137,7 @@ class TrainWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         pairs_label = Label(value="<b>Training data</b>: image → its labels")
         layout.addWidget(pairs_label.native)
         layout.addWidget(self._rows.native)
-        layout.addWidget(natural_width(self.add_pair_button))
+        self.regions.container[0].insert(0, self.add_pair_button)  # one row: a laptop screen shows the Train button
         layout.addWidget(self.regions.container.native)
         layout.addWidget(self.form.native)
         for collapsible in self.sections.values():
