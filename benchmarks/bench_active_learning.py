@@ -73,14 +73,15 @@ def random_regions(rng, taken: list[tuple[int, tuple]], count: int, n_slices: in
     return chosen
 
 
-def uncertain_regions(model, pool, taken, count: int) -> list:
+def uncertain_regions(model, pool, taken, count: int, args, seed: int) -> list:
     from napari_seamless_unet import propose_regions, uncertainty
 
     maps = np.stack([uncertainty(model, image) for image in pool])
     exclude = np.zeros(maps.shape, dtype=bool)
     for s, (y0, x0, y1, x1) in taken:
         exclude[s, y0:y1, x0:x1] = True
-    proposed = propose_regions(maps, REGION, count, exclude=exclude, stride=GRID, per_plane=1)
+    options = {"sampling": args.sampling, "power": args.power, "seed": seed}
+    proposed = propose_regions(maps, REGION, count, exclude=exclude, stride=GRID, per_plane=1, **options)
     return [(r.plane[0], r.box) for r in proposed]
 
 
@@ -109,13 +110,13 @@ def run_seed(seed: int, data, args) -> dict:
     start = random_regions(rng, [], 1, len(pool), pool[0].shape[0])
     first = fine_tune(None, start, pool, pool_labels, args.first_steps, seed, args)
     result = {"seed": seed, "start": start}
-    for strategy in ("uncertainty", "random"):
+    for strategy in args.strategies.split(","):
         model, regions = first, list(start)
         choose_rng = np.random.default_rng(1000 + seed)
         curve = [evaluate(model, test_images, test_labels)]
         for round_ in range(args.rounds):
             if strategy == "uncertainty":
-                new = uncertain_regions(model, pool, regions, args.per_round)
+                new = uncertain_regions(model, pool, regions, args.per_round, args, 2000 + 31 * seed + round_)
             else:
                 new = random_regions(choose_rng, regions, args.per_round, len(pool), pool[0].shape[0])
             regions += new
@@ -144,6 +145,13 @@ def summarise(results: list[dict], rounds: int) -> None:
     def mean_std(values):
         return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
+    if not all("uncertainty" in res and "random" in res for res in results):  # one arm only (tuning)
+        for strategy in ("uncertainty", "random"):
+            for res in results:
+                if strategy in res:
+                    print(strategy, res["seed"], " ".join(f"{p:.4f}/{r:.4f}" for p, r in res[strategy]["curve"]))
+        return
+
     print("\nround | regions | uncertainty: pixel error | Rand error | random: pixel error | Rand error")
     print("--- | --- | --- | --- | --- | ---")
     for r in range(rounds + 1):
@@ -171,10 +179,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps of each round's fine-tuning")
     parser.add_argument("--base-channels", type=int, default=8)
     parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--sampling", default="top", choices=("top", "power"), help="propose_regions(sampling=)")
+    parser.add_argument("--power", type=float, default=1.0, help="propose_regions(power=) for --sampling power")
+    parser.add_argument("--strategies", default="uncertainty,random")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="the tuning split: pool slices 0-14, 'test' slices 15-19 (all inside the pool of the real run), so "
+        "that choices are never made on slices 20-24",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = isbi_data(ISBI)
+    if args.tune:
+        (pool, labels), _ = data
+        data = ((pool[:15], labels[:15]), (np.asarray(pool[15:]), np.asarray(labels[15:])))
     data = ((list(data[0][0]), list(data[0][1])), (np.asarray(data[1][0]), np.asarray(data[1][1])))
     t0 = time.perf_counter()
     results = [run_seed(int(s), data, args) for s in args.seeds.split(",")]

@@ -57,3 +57,17 @@ def test_uncertainty_refuses_one_output_file_for_two_inputs(cli, tmp_path, discs
     other.write_bytes(image_path.read_bytes())
     status, _, stderr = cli("uncertainty", instance_model, image_path, other, "-o", tmp_path / "one.tif")
     assert status == 1 and "give an output folder instead" in stderr
+
+
+def test_power_sampling_regions_are_the_core_draw_of_that_seed(cli, tmp_path, discs, instance_model, device):
+    from napari_seamless_unet import propose_regions
+
+    image_path = discs[0]
+    out = tmp_path / "maps"
+    argv = ["uncertainty", instance_model, image_path, "-o", out, "--propose", 3, "--region-size", 24]
+    status, _, stderr = cli(*argv, "--sampling", "power", "--power", 2, "--seed", 5, "-q", "--device", device)
+    assert status == 0, stderr
+    values = tifffile.imread(out / "discs_uncertainty.tif")
+    expected = propose_regions(values, 24, 3, sampling="power", power=2.0, seed=5)
+    rows = _rows(out / "discs_regions.csv")
+    assert [tuple(int(r[k]) for k in ("y0", "x0", "y1", "x1")) for r in rows] == [r.box for r in expected]

@@ -55,11 +55,34 @@ def test_annotated_pixels_are_excluded_and_planes_limited():
     np.testing.assert_array_equal(regions[1].corners(), [[1, 0, 32], [1, 0, 64], [1, 32, 64], [1, 32, 32]])
 
 
+def test_power_sampling_draws_in_proportion_to_score_to_the_power():
+    u = np.stack([np.full((16, 16), 0.8, np.float32), np.full((16, 16), 0.2, np.float32)])  # one window a plane
+    firsts = [propose_regions(u, 16, 1, sampling="power", power=1.0, seed=s)[0].plane for s in range(2000)]
+    assert np.mean([f == (0,) for f in firsts]) == pytest.approx(0.8, abs=0.03)
+    squared = [propose_regions(u, 16, 1, sampling="power", power=2.0, seed=s)[0].plane for s in range(2000)]
+    assert np.mean([f == (0,) for f in squared]) == pytest.approx(0.64 / 0.68, abs=0.03)
+    both = propose_regions(u, 16, 2, sampling="power", seed=3)
+    assert sorted(r.plane for r in both) == [(0,), (1,)] and [r.rank for r in both] == [1, 2]
+
+
+def test_power_sampling_is_seeded_and_tends_to_top():
+    u = np.random.default_rng(2).random((96, 96)).astype(np.float32)
+    u[40:60, 40:60] += 4.0
+    draw = [(r.box, r.score) for r in propose_regions(u, 16, 4, sampling="power", seed=7, exclude=u > 4.5)]
+    assert draw == [(r.box, r.score) for r in propose_regions(u, 16, 4, sampling="power", seed=7, exclude=u > 4.5)]
+    top = [r.box for r in propose_regions(u, 16, 3)]
+    assert [r.box for r in propose_regions(u, 16, 3, sampling="power", power=1e4, seed=1)] == top
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(UNetInputError):
         propose_regions(np.zeros(5), 2, 1)
     with pytest.raises(UNetInputError):
         propose_regions(np.zeros((8, 8)), 2, 1, exclude=np.zeros((4, 4), bool))
+    with pytest.raises(UNetInputError):
+        propose_regions(np.zeros((8, 8)), 2, 1, sampling="best")
+    with pytest.raises(UNetInputError):
+        propose_regions(np.zeros((8, 8)), 2, 1, sampling="power", power=-1)
     with pytest.raises(UNetInputError):
         region_pair(np.zeros((8, 8)), np.zeros((8, 8)), (0, 0, 9, 4))
 

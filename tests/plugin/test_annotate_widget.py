@@ -88,3 +88,29 @@ def test_the_job_can_be_cancelled(discs):
             next(gen)
     except StopIteration as stop:
         assert stop.value is None
+
+
+def test_the_choose_setting_reaches_propose_regions(viewer, monkeypatch):
+    from napari_seamless_unet.plugin import _annotate_job
+
+    calls, original = [], _annotate_job.propose_regions
+
+    def spy(values, **options):
+        calls.append(options)
+        return original(values, **options)
+
+    widget = AnnotateWidget(viewer)
+    widget.registry.add(_tiny(), "tiny")
+    widget.size.value, widget.count.value, widget.device.value = 16, 2, "cpu"
+    assert widget.choose.value == "top"
+    widget.choose.value = "power"
+    job = widget.make_job()
+    monkeypatch.setattr(_annotate_job, "propose_regions", spy)
+    gen = job.run()
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        proposal = stop.value
+    assert calls and calls[0]["sampling"] == "power" and calls[0]["count"] == 2
+    assert len(proposal.regions) == 2 and [r.rank for r in proposal.regions] == [1, 2]

@@ -127,6 +127,32 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
 
+def add_tiling_options(parser: argparse.ArgumentParser) -> None:
+    """``--tile-size``, ``--batch-size``, ``--axes`` and ``--precision``, for the commands that run a network on
+    images tile by tile (predict, segment, uncertainty)."""
+    parser.add_argument(
+        "--tile-size",
+        type=tile_size,
+        default=None,
+        metavar="SIZE",
+        help="input tile size, e.g. 572 or 572x700 (Y x X), or 20x188x188 (Z x Y x X) for a 3D model (a valid "
+        "size; default: largest that fits)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
+    parser.add_argument(
+        "--axes",
+        type=axes_letters,
+        default=None,
+        help="axes of the input, e.g. YX, ZYX, TZCYX (default: from the file or the shape)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
+    )
+
+
 def check_device(name: str | None) -> str | None:
     """``name`` when this machine has that device; fails early, listing the devices there are, when not."""
     from ..core.devices import resolve_device

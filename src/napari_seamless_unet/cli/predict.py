@@ -8,10 +8,8 @@ from ._common import (
     ProgressBar,
     add_output_options,
     add_run_options,
-    axes_letters,
+    add_tiling_options,
     check_device,
-    positive_int,
-    tile_size,
 )
 from ._outputs import Measurements, add_ome_zarr_options, plan
 from ._pixel import add_pixel_options, refuse_rescaling_on_dask, rescale_options
@@ -41,27 +39,7 @@ def add_parser(subparsers) -> None:
         sub.add_argument("model", help="model file (.unet.pt)")
         sub.add_argument("inputs", nargs="+", help="image files (TIFF, zarr, npy) or folders of them")
         add_output_options(sub, output)
-        sub.add_argument(
-            "--tile-size",
-            type=tile_size,
-            default=None,
-            metavar="SIZE",
-            help="input tile size, e.g. 572 or 572x700 (Y x X), or 20x188x188 (Z x Y x X) for a 3D model (a valid "
-            "size; default: largest that fits)",
-        )
-        sub.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
-        sub.add_argument(
-            "--axes",
-            type=axes_letters,
-            default=None,
-            help="axes of the input, e.g. YX, ZYX, TZCYX (default: from the file or the shape)",
-        )
-        sub.add_argument(
-            "--precision",
-            choices=("auto", "fp32", "bf16", "fp16"),
-            default="auto",
-            help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
-        )
+        add_tiling_options(sub)
         sub.add_argument(
             "--tta",
             action="store_true",

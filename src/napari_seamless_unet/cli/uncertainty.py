@@ -9,10 +9,9 @@ from ._common import (
     ProgressBar,
     add_output_options,
     add_run_options,
-    axes_letters,
+    add_tiling_options,
     check_device,
     positive_int,
-    tile_size,
 )
 from ._outputs import plan
 from ._pixel import add_pixel_options, rescale_options
@@ -57,20 +56,20 @@ def add_parser(subparsers) -> None:
         help="at most N proposed regions in one plane of a stack (spreads them over the planes)",
     )
     sub.add_argument(
-        "--tile-size",
-        type=tile_size,
-        default=None,
-        metavar="SIZE",
-        help="input tile size, e.g. 572 or 572x700 (Y x X), or 20x188x188 for a 3D model (default: largest that fits)",
+        "--sampling",
+        choices=("top", "power"),
+        default="top",
+        help="top: the K most uncertain regions; power: K drawn at random with probability rising with their "
+        "uncertainty (score ** --power), so that they are not all alike (default: %(default)s)",
     )
-    sub.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
-    sub.add_argument("--axes", type=axes_letters, default=None, help="axes of the input, e.g. YX, ZYX, CYX")
     sub.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
-        help="(default: %(default)s = bf16 on CUDA, fp32 elsewhere)",
+        "--power",
+        type=float,
+        default=1.0,
+        help="exponent of --sampling power: larger is closer to top (default: %(default)s)",
     )
+    sub.add_argument("--seed", type=int, default=None, help="seed of --sampling power (default: a fresh draw)")
+    add_tiling_options(sub)
     add_pixel_options(sub)
     add_run_options(sub)
     sub.set_defaults(handler=run)
@@ -135,7 +134,15 @@ def _propose(args, values, target) -> None:
     from ..core.regions import propose_regions
     from ..io import image_stem, write_csv
 
-    regions = propose_regions(values, size=args.region_size, count=args.propose, per_plane=args.per_plane)
+    regions = propose_regions(
+        values,
+        size=args.region_size,
+        count=args.propose,
+        per_plane=args.per_plane,
+        sampling=args.sampling,
+        power=args.power,
+        seed=args.seed,
+    )
     path = Path(target.dst).parent / f"{image_stem(target.src)}_regions.csv"
     write_csv(path, region_table(regions))
     if not args.quiet:

@@ -69,6 +69,9 @@ def propose_regions(
     exclude: np.ndarray | None = None,
     stride: int | None = None,
     per_plane: int | None = None,
+    sampling: str = "top",
+    power: float = 1.0,
+    seed: int | None = None,
 ) -> list[Region]:
     """The ``count`` regions of ``size`` x ``size`` pixels with the highest mean uncertainty, best first.
 
@@ -87,12 +90,22 @@ def propose_regions(
         Candidate regions start every ``stride`` pixels; default a quarter of the side.
     per_plane : int, optional
         At most this many regions in one plane (spreads a stack's proposals over its planes).
+    sampling : {"top", "power"}
+        ``"top"`` (default) takes the regions of highest mean uncertainty. ``"power"`` draws them at random, each
+        with a probability proportional to ``score ** power`` (power acquisition, Kirsch et al. 2023, "Stochastic
+        batch acquisition: a simple baseline for deep active learning", TMLR): the most uncertain regions are
+        still the likeliest, but a batch is not filled with near-copies of one kind of difficult place (in EM,
+        the membrane-densest corners), which top-k selection tends to do.
+    power : float
+        The exponent of ``"power"`` sampling: larger is closer to ``"top"``, 0 is uniform at random.
+    seed : int, optional
+        Seed of ``"power"`` sampling (None: a fresh draw every call).
 
     Returns
     -------
     list of Region
-        Non-overlapping, ordered by decreasing mean uncertainty (``rank`` 1 first); fewer than ``count`` when the
-        map has no more room.
+        Non-overlapping, in the order to annotate them (``rank`` 1 first): by decreasing mean uncertainty for
+        ``"top"``, in the order drawn for ``"power"``; fewer than ``count`` when the map has no more room.
     """
     values = np.asarray(uncertainty_map, dtype=np.float32)
     if values.ndim < 2:
@@ -110,6 +123,10 @@ def propose_regions(
     h, w = values.shape[-2:]
     sy, sx = min(sy, h), min(sx, w)
     step = max(1, int(stride) if stride else min(sy, sx) // 4)
+    if sampling not in ("top", "power"):
+        raise UNetInputError(f'sampling must be "top" or "power", got {sampling!r}.')
+    if not float(power) >= 0:
+        raise UNetInputError(f"power must be 0 or more, got {power}.")
 
     candidates = []  # (score, plane, y0, x0)
     for plane in np.ndindex(values.shape[:-2]):
@@ -121,7 +138,15 @@ def propose_regions(
             for j, x in enumerate(xs):
                 if np.isfinite(means[i, j]):
                     candidates.append((float(means[i, j]), plane, int(y), int(x)))
-    candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
+    if sampling == "power" and candidates:
+        # Gumbel top-k: sorting log(score ** power) plus Gumbel noise draws without replacement with
+        # probabilities proportional to score ** power.
+        gumbel = np.random.default_rng(seed).gumbel(size=len(candidates))
+        keys = float(power) * np.log(np.maximum([c[0] for c in candidates], 1e-30)) + gumbel
+        order = np.argsort(-keys, kind="stable")
+        candidates = [candidates[i] for i in order]
+    else:
+        candidates.sort(key=lambda c: (-c[0], c[1], c[2], c[3]))
 
     chosen: list[tuple[float, tuple, int, int]] = []
     in_plane: dict[tuple, int] = {}

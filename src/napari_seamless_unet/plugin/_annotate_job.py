@@ -34,11 +34,27 @@ class AnnotateJob:
         That plane's index in the stack (spatial) axes, recorded in the proposal.
     exclude : bool array (Y, X), optional
         Pixels already annotated: no region overlaps them.
+    sampling : {"top", "power"}
+        How :func:`~napari_seamless_unet.core.regions.propose_regions` picks the regions.
     """
 
-    def __init__(self, model, image, *, axes: str, index=(), plane=(), size=128, count=4, exclude=None, device=None):
+    def __init__(
+        self,
+        model,
+        image,
+        *,
+        axes: str,
+        index=(),
+        plane=(),
+        size=128,
+        count=4,
+        exclude=None,
+        device=None,
+        sampling="top",
+    ):
         self.model, self.image, self.axes, self.index, self.plane = model, image, axes, tuple(index), tuple(plane)
         self.size, self.count, self.exclude, self.device = int(size), int(count), exclude, device
+        self.sampling = sampling
         self._stop = threading.Event()
 
     def cancel(self) -> None:
@@ -64,6 +80,6 @@ class AnnotateJob:
                 break
             yield event
         exclude = None if self.exclude is None else np.asarray(self.exclude, dtype=bool)
-        regions = propose_regions(values, size=self.size, count=self.count, exclude=exclude)
+        regions = propose_regions(values, size=self.size, count=self.count, exclude=exclude, sampling=self.sampling)
         yield Progress(1, 1, "regions", {"regions": len(regions)})
         return Proposal(values, regions, self.plane)

@@ -31,6 +31,8 @@ from ._common import (
 from ._ui import ScrollingDock, compact_widgets, status_label
 
 PROGRESS_MAX = 1000
+#: how the dock chooses regions by default (``propose_regions(sampling=...)``)
+DEFAULT_SAMPLING = "top"
 
 
 class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
@@ -38,9 +40,10 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
 
     Attributes
     ----------
-    model, image, size, count, exclude, device : magicgui widgets
-        The model (of this session's registry), the image layer, the region side (px), how many regions, a Labels
-        layer whose painted pixels are not proposed again (optional), the device.
+    model, image, size, count, choose, exclude, device : magicgui widgets
+        The model (of this session's registry), the image layer, the region side (px), how many regions, how they
+        are chosen (``propose_regions(sampling=...)``), a Labels layer whose painted pixels are not proposed again
+        (optional), the device.
     last_proposal : Proposal or None
     uncertainty_layer, shapes_layer : the layers of the last run
     """
@@ -56,6 +59,14 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.image = ComboBox(label="image", choices=lambda _: layer_choices(viewer, "Image"), nullable=True)
         self.size = SpinBox(label="region size", min=8, max=4096, value=128, tooltip="side of each region in pixels")
         self.count = SpinBox(label="regions", min=1, max=100, value=4, tooltip="how many regions to propose")
+        self.choose = ComboBox(
+            label="choose",
+            choices=[("most uncertain", "top"), ("drawn by uncertainty", "power")],
+            value=DEFAULT_SAMPLING,
+            tooltip="most uncertain: the regions of highest mean uncertainty. Drawn by uncertainty: at random, the more "
+            "uncertain the likelier, so that the regions are not all alike (on EM, the densest membranes); "
+            "in benchmarks/README.md it taught the model more per annotated region",
+        )
         self.exclude = ComboBox(
             label="skip annotated",
             choices=lambda _: layer_choices(viewer, "Labels"),
@@ -64,7 +75,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             tooltip="no region overlaps the painted pixels of this Labels layer (optional)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        widgets = [self.model, self.image, self.size, self.count, self.exclude, self.device]
+        widgets = [self.model, self.image, self.size, self.count, self.choose, self.exclude, self.device]
         self.form = compact_widgets(Container(widgets=widgets))
         self.form.margins = (0, 0, 0, 0)
         self.run_button, self.cancel_button, buttons = self._make_buttons("Propose regions", "Cancel", self.cancel)
@@ -144,6 +155,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             count=int(self.count.value),
             exclude=exclude,
             device=device,
+            sampling=self.choose.value,
         )
 
     def start(self):
@@ -185,8 +197,10 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.progress_bar.setValue(PROGRESS_MAX)
         self._show(result)
         n = len(result.regions)
+        drawn = self.job is not None and self.job.sampling == "power"
+        order = "in the order drawn" if drawn else "most uncertain first"
         self.status.value = (
-            f"{n} region(s) to annotate next, most uncertain first (rank 1). Correct the labels inside one, select "
+            f"{n} region(s) to annotate next, {order} (rank 1). Correct the labels inside one, select "
             f"its rectangle, and press '+ add corrected region' in 'Train U-Net'."
         )
 
