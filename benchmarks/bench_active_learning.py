@@ -80,7 +80,7 @@ def uncertain_regions(model, pool, taken, count: int, args, seed: int) -> list:
     exclude = np.zeros(maps.shape, dtype=bool)
     for s, (y0, x0, y1, x1) in taken:
         exclude[s, y0:y1, x0:x1] = True
-    options = {"sampling": args.sampling, "power": args.power, "seed": seed}
+    options = {"sampling": args.sampling, "power": args.power, "seed": seed, "separation": args.separation}
     proposed = propose_regions(maps, REGION, count, exclude=exclude, stride=GRID, per_plane=1, **options)
     return [(r.plane[0], r.box) for r in proposed]
 
@@ -181,6 +181,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--sampling", default="top", choices=("top", "power"), help="propose_regions(sampling=)")
     parser.add_argument("--power", type=float, default=1.0, help="propose_regions(power=) for --sampling power")
+    parser.add_argument(
+        "--separation", type=int, default=0, help="propose_regions(separation=): planes kept apart (serial sections)"
+    )
     parser.add_argument("--strategies", default="uncertainty,random")
     parser.add_argument(
         "--tune",

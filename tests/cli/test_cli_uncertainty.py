@@ -49,6 +49,10 @@ def test_uncertainty_of_a_stack_names_planes(cli, tmp_path, instance_model, devi
     assert tifffile.imread(out).shape == (2, 64, 72)
     rows = _rows(tmp_path / "stack_regions.csv")
     assert sorted(r["plane"] for r in rows) == ["0", "1"]  # one per plane
+    status, _, stderr = cli(*argv, "--per-plane", 1, "--separation", 1, "-q", "--device", device)
+    assert status == 0, stderr
+    a, b = ([int(r[k]) for k in ("y0", "x0", "y1", "x1")] for r in _rows(tmp_path / "stack_regions.csv"))
+    assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])  # neighbouring planes kept apart
 
 
 def test_uncertainty_refuses_one_output_file_for_two_inputs(cli, tmp_path, discs, instance_model):

@@ -55,6 +55,23 @@ def test_annotated_pixels_are_excluded_and_planes_limited():
     np.testing.assert_array_equal(regions[1].corners(), [[1, 0, 32], [1, 0, 64], [1, 32, 64], [1, 32, 32]])
 
 
+def test_separation_keeps_neighbouring_planes_from_proposing_the_same_place():
+    u = np.zeros((5, 64, 64), np.float32)
+    u[:, :32, :32] = 1.0  # one structure through the stack
+    u[:, 32:, 32:] = 0.5
+    plain = propose_regions(u, 32, 3, per_plane=1)
+    assert [(r.plane, r.box[:2]) for r in plain] == [((0,), (0, 0)), ((1,), (0, 0)), ((2,), (0, 0))]
+    apart = propose_regions(u, 32, 3, per_plane=1, separation=1)
+    assert [(r.plane, r.box[:2]) for r in apart] == [((0,), (0, 0)), ((2,), (0, 0)), ((4,), (0, 0))]
+    exclude = np.zeros(u.shape, bool)
+    exclude[2, :32, :32] = True  # annotated in plane 2: planes 1 and 3 there are near-copies of it
+    near = propose_regions(u, 32, 2, per_plane=1, separation=1, exclude=exclude)
+    assert [(r.plane, r.box[:2]) for r in near] == [((0,), (0, 0)), ((4,), (0, 0))]
+    for r in propose_regions(u, 32, 5, per_plane=1, separation=1, exclude=exclude):
+        if r.plane in ((1,), (2,), (3,)):
+            assert r.box[0] >= 32 or r.box[1] >= 32  # not over the annotated structure
+
+
 def test_power_sampling_draws_in_proportion_to_score_to_the_power():
     u = np.stack([np.full((16, 16), 0.8, np.float32), np.full((16, 16), 0.2, np.float32)])  # one window a plane
     firsts = [propose_regions(u, 16, 1, sampling="power", power=1.0, seed=s)[0].plane for s in range(2000)]
@@ -81,6 +98,8 @@ def test_bad_arguments_are_refused():
         propose_regions(np.zeros((8, 8)), 2, 1, exclude=np.zeros((4, 4), bool))
     with pytest.raises(UNetInputError):
         propose_regions(np.zeros((8, 8)), 2, 1, sampling="best")
+    with pytest.raises(UNetInputError):
+        propose_regions(np.zeros((2, 8, 8)), 2, 1, separation=-1)
     with pytest.raises(UNetInputError):
         propose_regions(np.zeros((8, 8)), 2, 1, sampling="power", power=-1)
     with pytest.raises(UNetInputError):

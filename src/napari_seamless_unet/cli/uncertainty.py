@@ -56,6 +56,14 @@ def add_parser(subparsers) -> None:
         help="at most N proposed regions in one plane of a stack (spreads them over the planes)",
     )
     sub.add_argument(
+        "--separation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="no two proposed regions at the same place (overlapping in Y, X) fewer than "
+        "N+1 planes apart in a stack, whose neighbouring planes are near-copies (default: %(default)s)",
+    )
+    sub.add_argument(
         "--sampling",
         choices=("top", "power"),
         default="top",
@@ -139,6 +147,7 @@ def _propose(args, values, target) -> None:
         size=args.region_size,
         count=args.propose,
         per_plane=args.per_plane,
+        separation=args.separation,
         sampling=args.sampling,
         power=args.power,
         seed=args.seed,

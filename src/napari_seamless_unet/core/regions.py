@@ -69,6 +69,7 @@ def propose_regions(
     exclude: np.ndarray | None = None,
     stride: int | None = None,
     per_plane: int | None = None,
+    separation: int = 0,
     sampling: str = "top",
     power: float = 1.0,
     seed: int | None = None,
@@ -90,6 +91,12 @@ def propose_regions(
         Candidate regions start every ``stride`` pixels; default a quarter of the side.
     per_plane : int, optional
         At most this many regions in one plane (spreads a stack's proposals over its planes).
+    separation : int
+        For a stack: a region is not proposed where it would overlap (in Y and X) another proposed region, or
+        annotated pixels of ``exclude``, fewer than ``separation + 1`` planes away (along every stack axis). The
+        planes of a z-stack or a time-lapse change slowly, so the most uncertain places of neighbouring planes are
+        near-copies of one structure; annotating one of them teaches what annotating all of them would. 0 (the
+        default) only keeps regions of one plane apart.
     sampling : {"top", "power"}
         ``"top"`` (default) takes the regions of highest mean uncertainty. ``"power"`` draws them at random, each
         with a probability proportional to ``score ** power`` (power acquisition, Kirsch et al. 2023, "Stochastic
@@ -125,6 +132,15 @@ def propose_regions(
     step = max(1, int(stride) if stride else min(sy, sx) // 4)
     if sampling not in ("top", "power"):
         raise UNetInputError(f'sampling must be "top" or "power", got {sampling!r}.')
+    if int(separation) < 0:
+        raise UNetInputError(f"separation must be 0 or more planes, got {separation}.")
+    near = int(separation)
+    if exclude is not None and near and values.ndim > 2:
+        from scipy import ndimage
+
+        # annotated pixels also rule out the same place in the planes around them
+        window = (2 * near + 1,) * (values.ndim - 2) + (1, 1)
+        exclude = ndimage.maximum_filter(np.asarray(exclude, dtype=bool), size=window, mode="constant")
     if not float(power) >= 0:
         raise UNetInputError(f"power must be 0 or more, got {power}.")
 
@@ -153,7 +169,7 @@ def propose_regions(
     for score, plane, y, x in candidates:
         if per_plane is not None and in_plane.get(plane, 0) >= int(per_plane):
             continue
-        if any(p == plane and abs(y - cy) < sy and abs(x - cx) < sx for _, p, cy, cx in chosen):
+        if any(_planes_within(p, plane, near) and abs(y - cy) < sy and abs(x - cx) < sx for _, p, cy, cx in chosen):
             continue
         chosen.append((score, plane, y, x))
         in_plane[plane] = in_plane.get(plane, 0) + 1
@@ -163,6 +179,10 @@ def propose_regions(
         Region(tuple(int(i) for i in plane), (y, x, y + sy, x + sx), score, rank)
         for rank, (score, plane, y, x) in enumerate(chosen, start=1)
     ]
+
+
+def _planes_within(a: tuple, b: tuple, distance: int) -> bool:
+    return all(abs(i - j) <= distance for i, j in zip(a, b))
 
 
 def _rect_means(plane: np.ndarray, sy: int, sx: int, stride: int):
