@@ -28,12 +28,13 @@ OUT = REPO / "src" / "napari_seamless_unet" / "starter_models"
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def _save_half(model, name: str, extra: dict) -> Path:
+def _save_half(model, name: str, extra: dict, class_names: list[str] | None = None) -> Path:
     from napari_seamless_unet import save_model
     from napari_seamless_unet.core.starters import STARTERS
 
     starter = STARTERS[name]
-    half = type(model)(**model.config)
+    config = dict(model.config) | ({"class_names": class_names} if class_names else {})
+    half = type(model)(**config)
     half.load_state_dict(model.state_dict())
     half = half.half()
     half.metadata = dict(model.metadata)
@@ -89,6 +90,7 @@ def em_membranes(steps: int, seed: int) -> None:
             "test_pixel_error": scores["pixel_error"],
             "test_rand_error": scores["rand_error"],
         },
+        class_names=["membrane", "cell"],  # ISBI labels: 0 membrane, 255 cell
     )
     reloaded = load_model(path)
     difference = max(float(np.abs(predict(reloaded, im)[1] - p).max()) for im, p in zip(test_images, probability))
