@@ -64,8 +64,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             choices=[("most uncertain", "top"), ("drawn by uncertainty", "power")],
             value=DEFAULT_SAMPLING,
             tooltip="most uncertain: the regions of highest mean uncertainty. Drawn by uncertainty: at random, the more "
-            "uncertain the likelier, so that the regions are not all alike (on EM, the densest membranes); "
-            "in benchmarks/README.md it taught the model more per annotated region",
+            "uncertain the likelier, so that the regions are not all alike",
         )
         self.exclude = ComboBox(
             label="skip annotated",
