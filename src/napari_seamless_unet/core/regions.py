@@ -101,8 +101,8 @@ def propose_regions(
         ``"top"`` (default) takes the regions of highest mean uncertainty. ``"power"`` draws them at random, each
         with a probability proportional to ``score ** power`` (power acquisition, Kirsch et al. 2023, "Stochastic
         batch acquisition: a simple baseline for deep active learning", TMLR): the most uncertain regions are
-        still the likeliest, but a batch is not filled with near-copies of one kind of difficult place (in EM,
-        the membrane-densest corners), which top-k selection tends to do.
+        still the likeliest, but a batch is not filled with near-copies of one difficult place, which top-k
+        selection tends to do.
     power : float
         The exponent of ``"power"`` sampling: larger is closer to ``"top"``, 0 is uniform at random.
     seed : int, optional
@@ -132,17 +132,17 @@ def propose_regions(
     step = max(1, int(stride) if stride else min(sy, sx) // 4)
     if sampling not in ("top", "power"):
         raise UNetInputError(f'sampling must be "top" or "power", got {sampling!r}.')
-    if int(separation) < 0:
-        raise UNetInputError(f"separation must be 0 or more planes, got {separation}.")
+    if not float(power) >= 0:
+        raise UNetInputError(f"power must be 0 or more, got {power}.")
     near = int(separation)
+    if near < 0:
+        raise UNetInputError(f"separation must be 0 or more planes, got {separation}.")
     if exclude is not None and near and values.ndim > 2:
         from scipy import ndimage
 
         # annotated pixels also rule out the same place in the planes around them
         window = (2 * near + 1,) * (values.ndim - 2) + (1, 1)
         exclude = ndimage.maximum_filter(np.asarray(exclude, dtype=bool), size=window, mode="constant")
-    if not float(power) >= 0:
-        raise UNetInputError(f"power must be 0 or more, got {power}.")
 
     candidates = []  # (score, plane, y0, x0)
     for plane in np.ndindex(values.shape[:-2]):
