@@ -10,14 +10,13 @@ read with mirrored borders, like prediction does.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from .tiling import reflect_indices
 
 
 @dataclass(frozen=True)
@@ -83,13 +82,6 @@ class PlaneStore:
         return len(self.tensors)
 
 
-def _crop_mirrored(plane: torch.Tensor, cy: int, cx: int, margin: int) -> torch.Tensor:
-    h, w = plane.shape[-2:]
-    iy = torch.from_numpy(reflect_indices(cy - margin, cy + margin + 1, h)).to(plane.device)
-    ix = torch.from_numpy(reflect_indices(cx - margin, cx + margin + 1, w)).to(plane.device)
-    return plane.index_select(1, iy).index_select(2, ix)
-
-
 def sample_batch(
     store: PlaneStore,
     tile: int,
@@ -120,19 +112,14 @@ def sample_batch(
     """
     aug = augmentation
     dev, c = store.device, store.channels
-    margin = aug.source_margin(tile)
     g = generator
 
     index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
-    patches, frac = [], []
+    positions = []  # anywhere in the plane, with a sub-pixel fraction, as (x, y)
     for i in index:
-        plane = store.tensors[i]
-        h, w = plane.shape[-2:]
+        h, w = store.tensors[i].shape[-2:]
         pos = torch.rand(2, generator=g, dtype=torch.float64) * torch.tensor([h, w], dtype=torch.float64)
-        cy, cx = int(pos[0].floor()), int(pos[1].floor())
-        frac.append([float(pos[1]) - cx, float(pos[0]) - cy])
-        patches.append(_crop_mirrored(plane, cy, cx, margin))
-    patch = torch.stack(patches)  # (B, C + 2, side, side)
+        positions.append([float(pos[1]), float(pos[0])])
 
     # Affine part: flips, 90-degree and free rotation, composed into one 2x2 matrix per sample.
     angle, flips = random_turns_and_flips(batch_size, aug, g, axes=2)
@@ -144,14 +131,26 @@ def sample_batch(
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     base = torch.stack([xx, yy], -1).to(dev)  # (T, T, 2) as (x, y)
     grid = torch.einsum("bij,yxj->byxi", matrix.float().to(dev), base)
-    grid = grid + torch.tensor(frac, dtype=torch.float32, device=dev)[:, None, None, :]
+    grid = grid + torch.tensor(positions, dtype=torch.float32, device=dev)[:, None, None, :]
     if aug.elastic_std > 0:
         field = elastic_field(batch_size, tile, aug, g).to(dev)
         grid = grid + field.permute(0, 2, 3, 1)
-    grid = grid / margin  # patch pixel p maps to (p - margin) / margin with align_corners=True
 
-    smooth = F.grid_sample(patch[:, : c + 1], grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-    exact = F.grid_sample(patch[:, c:], grid, mode="nearest", padding_mode="reflection", align_corners=True)
+    # The planes are sampled whole, not cropped first: with ``reflection`` and ``align_corners`` grid_sample
+    # reads beyond a border mirrored like ``tiling.reflect_indices``, at any distance, and a mirrored crop wide
+    # enough for any rotation (two index_selects) took 40% of a batch. Samples of one plane share one call per mode.
+    smooth = torch.empty((batch_size, c + 1, tile, tile), device=dev)
+    exact = torch.empty((batch_size, 2, tile, tile), device=dev)
+    for i in sorted(set(index)):
+        plane = store.tensors[i]
+        rows = [b for b, j in enumerate(index) if j == i]
+        size = torch.tensor(plane.shape[:0:-1], dtype=torch.float32, device=dev)  # (W, H)
+        # Pixel p maps to 2 p / (size - 1) - 1 with align_corners=True; an axis of one pixel reads that pixel.
+        normalised = grid[rows] * (2.0 / (size - 1).clamp_min(1.0)) - 1.0
+        whole = plane[None].expand(len(rows), -1, -1, -1)
+        kw = {"padding_mode": "reflection", "align_corners": True}
+        smooth[rows] = F.grid_sample(whole[:, : c + 1], normalised, mode="bilinear", **kw)
+        exact[rows] = F.grid_sample(whole[:, c:], normalised, mode="nearest", **kw)
     image = smooth[:, :c]
     # A pixel whose label is read from an unannotated pixel must not count, whatever the interpolated weight.
     weight = smooth[:, c] * (exact[:, 0] > 0)
@@ -189,12 +188,23 @@ def elastic_field(batch_size: int, tile: int, aug: Augmentation, generator: torc
     n = max(2, math.ceil((tile - 1) / spacing) + 1)
     span = max(tile, round((n - 1) * spacing) + 1)
     coarse = torch.randn(batch_size, 2, n, n, generator=generator) * aug.elastic_std
-    field = F.interpolate(coarse, size=(span, span), mode="bicubic", align_corners=True)
     oy, ox = (int(v) for v in torch.randint(0, span - tile + 1, (2,), generator=generator))
-    field = field[:, :, oy : oy + tile, ox : ox + tile]
+    # Bicubic upsampling is separable: the window of the upsampled field is rows @ coarse @ columns^T, with the
+    # window's rows of the 1D interpolation matrix; only the tile's pixels are computed, not the whole span
+    # (a 573-pixel field for a 104-pixel tile took a third of the batch's time).
+    weights = _bicubic_matrix(n, span)
+    field = weights[oy : oy + tile] @ coarse @ weights[ox : ox + tile].T
     # Bicubic interpolation can overshoot a little; the clamp keeps every sample inside the source margin.
     limit = 4.0 * aug.elastic_std
     return field.clamp(-limit, limit)
+
+
+@functools.lru_cache(maxsize=32)
+def _bicubic_matrix(n: int, size: int) -> torch.Tensor:
+    """``(size, n)``: row i holds the weights ``F.interpolate(mode="bicubic", align_corners=True)`` gives the n
+    coarse values for fine pixel i along one axis."""
+    basis = torch.eye(n, dtype=torch.float32).reshape(n, 1, n, 1)
+    return F.interpolate(basis, size=(size, 1), mode="bicubic", align_corners=True)[:, 0, :, 0].T.contiguous()
 
 
 def _grey_values(image: torch.Tensor, aug: Augmentation, g: torch.Generator) -> torch.Tensor:
