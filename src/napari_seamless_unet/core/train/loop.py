@@ -119,11 +119,9 @@ class _Session:
             limit = by_time if limit is None else min(limit, by_time)
         return self.step if limit is None else max(self.step, limit)
 
-    def train_step(self) -> float | None:
-        """One optimisation step; returns its loss, or None (with a warning) if the loss or a gradient was not
-        finite, in which case the weights are left as the last finite step made them."""
-        config, model = self.config, self.model
-        t0 = time.perf_counter()
+    def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next augmented batch ``(image, target, weight)`` on the device, in the network's memory layout."""
+        config = self.config
         if config.ndim == 3:
             spacing = config.voxel_size or (1.0, 1.0, 1.0)
             image, target, weight = sample_batch_3d(
@@ -140,6 +138,14 @@ class _Session:
             )
         if self.precision.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
+        return image, target, weight
+
+    def train_step(self) -> float | None:
+        """One optimisation step; returns its loss, or None (with a warning) if the loss or a gradient was not
+        finite, in which case the weights are left as the last finite step made them."""
+        model = self.model
+        t0 = time.perf_counter()
+        image, target, weight = self.draw_batch()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so that the data time is measured, not queued
         t1 = time.perf_counter()
