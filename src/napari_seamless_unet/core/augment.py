@@ -2,10 +2,10 @@
 
 Every training sample is drawn as one sampling grid that combines a random position (shift), a flip, a rotation
 and the paper's smooth elastic deformation (random displacements on a coarse 3x3 grid, interpolated bicubically
-to every pixel). The grid is applied to image, weight map and labels alike, so they stay aligned: one
-``grid_sample`` call per batch interpolates image and weights bilinearly, one more reads labels (and the
-annotation mask) with nearest neighbour, so labels only take values present in the input. Source regions are
-read with mirrored borders, like prediction does.
+to every pixel). The grid is applied to image, weight map and labels alike, so they stay aligned: per source
+plane, one ``grid_sample`` call interpolates image and weights bilinearly, one more reads labels (and the
+annotation mask) with nearest neighbour, so labels only take values present in the input. Planes are read
+whole, with mirrored borders beyond their edges, like prediction does.
 """
 
 from __future__ import annotations
