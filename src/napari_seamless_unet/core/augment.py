@@ -111,7 +111,7 @@ def sample_batch(
     weight : (B, tile, tile) float tensor (0 where unannotated)
     """
     aug = augmentation
-    dev, c = store.device, store.channels
+    dev = store.device
     g = generator
 
     index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
@@ -136,26 +136,38 @@ def sample_batch(
         field = elastic_field(batch_size, tile, aug, g).to(dev)
         grid = grid + field.permute(0, 2, 3, 1)
 
-    # The planes are sampled whole, not cropped first: with ``reflection`` and ``align_corners`` grid_sample
-    # reads beyond a border mirrored like ``tiling.reflect_indices``, at any distance, and a mirrored crop wide
-    # enough for any rotation (two index_selects) took 40% of a batch. Samples of one plane share one call per mode.
-    smooth = torch.empty((batch_size, c + 1, tile, tile), device=dev)
-    exact = torch.empty((batch_size, 2, tile, tile), device=dev)
+    # The planes are sampled whole, not cropped first: a mirrored crop wide enough for any rotation (two
+    # index_selects) took 40% of a batch.
+    image, target, weight = sample_sources(store, index, grid, (tile, tile))
+    return _grey_values(image, aug, g), target, weight
+
+
+def sample_sources(
+    store, index: list[int], grid: torch.Tensor, shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Read every sample's grid from its whole source plane or volume: ``(image, target, weight)``.
+
+    ``grid`` holds source coordinates in pixels (voxels), x first, ``(B, *shape, ndim)``; ``index`` the source
+    of each sample. With ``reflection`` and ``align_corners``, ``grid_sample`` reads beyond a border mirrored
+    like ``tiling.reflect_indices``, at any distance. Image and weight map are read bilinearly, annotation mask
+    and target with nearest neighbour; samples of one source share one call per mode (an expanded view).
+    """
+    dev, c = store.device, store.channels
+    smooth = torch.empty((len(index), c + 1, *shape), device=dev)
+    exact = torch.empty((len(index), 2, *shape), device=dev)
     for i in sorted(set(index)):
-        plane = store.tensors[i]
+        source = store.tensors[i]
         rows = [b for b, j in enumerate(index) if j == i]
-        size = torch.tensor(plane.shape[:0:-1], dtype=torch.float32, device=dev)  # (W, H)
+        size = torch.tensor(source.shape[:0:-1], dtype=torch.float32, device=dev)
         # Pixel p maps to 2 p / (size - 1) - 1 with align_corners=True; an axis of one pixel reads that pixel.
         normalised = grid[rows] * (2.0 / (size - 1).clamp_min(1.0)) - 1.0
-        whole = plane[None].expand(len(rows), -1, -1, -1)
+        whole = source[None].expand(len(rows), *source.shape)
         kw = {"padding_mode": "reflection", "align_corners": True}
         smooth[rows] = F.grid_sample(whole[:, : c + 1], normalised, mode="bilinear", **kw)
         exact[rows] = F.grid_sample(whole[:, c:], normalised, mode="nearest", **kw)
-    image = smooth[:, :c]
     # A pixel whose label is read from an unannotated pixel must not count, whatever the interpolated weight.
     weight = smooth[:, c] * (exact[:, 0] > 0)
-    target = exact[:, 1].round().long()
-    return _grey_values(image, aug, g), target, weight
+    return smooth[:, :c], exact[:, 1].round().long(), weight
 
 
 def random_turns_and_flips(
@@ -190,21 +202,45 @@ def elastic_field(batch_size: int, tile: int, aug: Augmentation, generator: torc
     coarse = torch.randn(batch_size, 2, n, n, generator=generator) * aug.elastic_std
     oy, ox = (int(v) for v in torch.randint(0, span - tile + 1, (2,), generator=generator))
     # Bicubic upsampling is separable: the window of the upsampled field is rows @ coarse @ columns^T, with the
-    # window's rows of the 1D interpolation matrix; only the tile's pixels are computed, not the whole span
-    # (a 573-pixel field for a 104-pixel tile took a third of the batch's time).
-    weights = _bicubic_matrix(n, span)
+    # window's rows of the interpolation matrix; only the tile's pixels are computed, not the whole span (a
+    # 573-pixel field for a 104-pixel tile took a third of the batch's time).
+    weights = _span_weights(n, span)
     field = weights[oy : oy + tile] @ coarse @ weights[ox : ox + tile].T
-    # Bicubic interpolation can overshoot a little; the clamp keeps every sample inside the source margin.
+    # Bicubic interpolation can overshoot a little; the clamp bounds how far from its position a sample reads.
     limit = 4.0 * aug.elastic_std
     return field.clamp(-limit, limit)
 
 
+_CUBIC_A = -0.75  # the cubic convolution kernel of torch's bicubic interpolation
+
+
 @functools.lru_cache(maxsize=32)
-def _bicubic_matrix(n: int, size: int) -> torch.Tensor:
-    """``(size, n)``: row i holds the weights ``F.interpolate(mode="bicubic", align_corners=True)`` gives the n
-    coarse values for fine pixel i along one axis."""
-    basis = torch.eye(n, dtype=torch.float32).reshape(n, 1, n, 1)
-    return F.interpolate(basis, size=(size, 1), mode="bicubic", align_corners=True)[:, 0, :, 0].T.contiguous()
+def _span_weights(n: int, span: int) -> torch.Tensor:
+    """``(span, n)``: the cubic weights of ``n`` control points for each of ``span`` pixels spread over them,
+    as ``F.interpolate(size=span, mode="bicubic", align_corners=True)`` places them (cached: a step's hot path)."""
+    return _cubic_weights(torch.arange(span, dtype=torch.float64) * ((n - 1) / (span - 1)), n).float()
+
+
+def _cubic_weights(u: torch.Tensor, n: int) -> torch.Tensor:
+    """Weights ``(..., len, n)`` that interpolate ``n`` control points at coarse positions ``u`` (..., len).
+
+    The cubic convolution kernel of torch's bicubic ``F.interpolate`` (border points repeated), so that a
+    separable product of three of them is the tricubic analogue of the 2D field.
+    """
+    i0 = u.floor()
+    t = u - i0
+
+    def near(x):  # |x| <= 1
+        return ((_CUBIC_A + 2) * x - (_CUBIC_A + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((_CUBIC_A * x - 5 * _CUBIC_A) * x + 8 * _CUBIC_A) * x - 4 * _CUBIC_A
+
+    weights = torch.zeros(*u.shape, n, dtype=u.dtype)
+    for k, w in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t)), strict=True):
+        index = (i0.long() + k).clamp(0, n - 1)
+        weights += w[..., None] * F.one_hot(index, n).to(u.dtype)
+    return weights
 
 
 def _grey_values(image: torch.Tensor, aug: Augmentation, g: torch.Generator) -> torch.Tensor:

@@ -18,12 +18,10 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .augment import PAPER_TILE, Augmentation, _grey_values, random_turns_and_flips
+from .augment import PAPER_TILE, Augmentation, _cubic_weights, _grey_values, random_turns_and_flips, sample_sources
 
 #: torch's bicubic kernel parameter, so the 3D deformation is as smooth as the 2D one
-_CUBIC_A = -0.75
 
 
 class VolumeStore:
@@ -63,28 +61,6 @@ def _voxel_ratios(spacing: tuple[float, float, float]) -> tuple[float, float, fl
     if min(sz, sy, sx) <= 0:
         raise ValueError(f"voxel spacing must be positive, got {spacing}")
     return sz / sx, sy / sx, 1.0
-
-
-def _cubic_weights(u: torch.Tensor, n: int) -> torch.Tensor:
-    """Weights ``(..., len, n)`` that interpolate ``n`` control points at coarse positions ``u`` (..., len).
-
-    The cubic convolution kernel of torch's bicubic ``F.interpolate`` (border points repeated), so that a
-    separable product of three of them is the tricubic analogue of the 2D field.
-    """
-    i0 = u.floor()
-    t = u - i0
-
-    def near(x):  # |x| <= 1
-        return ((_CUBIC_A + 2) * x - (_CUBIC_A + 3)) * x * x + 1
-
-    def far(x):  # 1 < |x| < 2
-        return ((_CUBIC_A * x - 5 * _CUBIC_A) * x + 8 * _CUBIC_A) * x - 4 * _CUBIC_A
-
-    weights = torch.zeros(*u.shape, n, dtype=u.dtype)
-    for k, w in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t)), strict=True):
-        index = (i0.long() + k).clamp(0, n - 1)
-        weights += w[..., None] * F.one_hot(index, n).to(u.dtype)
-    return weights
 
 
 def elastic_field_3d(
@@ -210,7 +186,7 @@ def sample_batch_3d(
     weight : (B, D, H, W) float tensor (0 where unannotated)
     """
     aug, g = augmentation, generator
-    dev, c = store.device, store.channels
+    dev = store.device
     tile = tuple(int(t) for t in tile)
 
     index = torch.multinomial(store.probabilities, batch_size, replacement=True, generator=g).tolist()
@@ -221,23 +197,6 @@ def sample_batch_3d(
     grid = _sampling_offsets(batch_size, tile, aug, g, spacing, dev)
     grid = grid + torch.stack(positions).float().to(dev)[:, None, None, None, :]
 
-    # The volumes are sampled whole, not cropped first as in 2D: a 3D crop wide enough for any rotation costs more
-    # than the sampling itself. ``reflection`` with ``align_corners`` reads beyond a border mirrored, like
-    # ``reflect_indices``, at any distance. Samples of one volume share one call per mode (an expanded view).
-    smooth = torch.empty((batch_size, c + 1, *tile), device=dev)
-    exact = torch.empty((batch_size, 2, *tile), device=dev)
-    for i in sorted(set(index)):
-        volume = store.tensors[i]
-        rows = torch.tensor([b for b, j in enumerate(index) if j == i], device=dev)
-        size = torch.tensor(volume.shape[:0:-1], dtype=torch.float32, device=dev)
-        # Voxel p maps to 2 p / (size - 1) - 1 with align_corners=True; an axis of one voxel reads that voxel.
-        normalised = grid[rows] * (2.0 / (size - 1).clamp_min(1.0)) - 1.0
-        whole = volume[None].expand(len(rows), -1, -1, -1, -1)
-        kw = {"padding_mode": "reflection", "align_corners": True}
-        smooth[rows] = F.grid_sample(whole[:, : c + 1], normalised, mode="bilinear", **kw)
-        exact[rows] = F.grid_sample(whole[:, c:], normalised, mode="nearest", **kw)
-    image = smooth[:, :c]
-    # A voxel whose label is read from an unannotated voxel must not count, whatever the interpolated weight.
-    weight = smooth[:, c] * (exact[:, 0] > 0)
-    target = exact[:, 1].round().long()
+    # The volumes are sampled whole: a 3D crop wide enough for any rotation costs more than the sampling itself.
+    image, target, weight = sample_sources(store, index, grid, tile)
     return _grey_values(image, aug, g), target, weight
