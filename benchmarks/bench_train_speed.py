@@ -37,6 +37,7 @@ from napari_seamless_unet import TrainConfig, UNet, train
 from napari_seamless_unet.core.devices import cpu_has_native_bf16, resolve_device
 from napari_seamless_unet.core.train.loop import _Session
 from napari_seamless_unet.core.train.loss import weighted_loss
+from napari_seamless_unet.core.train.network import gradients_finite
 from napari_seamless_unet.core.train.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,8 +109,7 @@ def breakdown(session: _Session, steps: int) -> dict[str, float]:
             loss.backward()
             sync(dev)
             t2 = time.perf_counter()
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            gradients_finite(model.parameters())
             optimizer.step()
             sync(dev)
         t3 = time.perf_counter()

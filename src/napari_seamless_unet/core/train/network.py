@@ -166,11 +166,16 @@ class Precision:
             self.scaler.update()
             return True
         loss.backward()
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if grads and not torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))):
+        if not gradients_finite(parameters):
             return False
         optimizer.step()
         return True
+
+
+def gradients_finite(parameters) -> bool:
+    """Whether every gradient is finite: one fused norm over all of them."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))))
 
 
 def make_optimizer(model: UNet, config: TrainConfig) -> tuple[torch.optim.Optimizer, float]:
