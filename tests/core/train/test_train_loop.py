@@ -148,3 +148,30 @@ def test_automatic_validation_cadence(tiny, discs, monkeypatch):
     assert (gaps[:-1] >= 25).all()  # the floor (the last gap may be shorter: the end is always validated)
     # 0.05 s of validation asks for >= 0.95 s of training in between: far more than 25 tiny steps take
     assert len(steps) < 160 // 25
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_the_optimizer_uses_the_fused_kernel_with_the_same_updates(name, device):
+    """Fused on CPU and CUDA (one kernel for all tensors: 5x faster Adam on a CPU), the same numbers as torch's
+    default per-tensor update."""
+    from napari_seamless_unet.core.train.config import TrainConfig
+    from napari_seamless_unet.core.train.network import make_optimizer
+
+    torch.manual_seed(0)
+    model = UNet(1, 2, 4, 2, dropout=0.0).to(device)
+    reference = UNet(1, 2, 4, 2, dropout=0.0).to(device)
+    reference.load_state_dict(model.state_dict())
+    config = TrainConfig(optimizer=name, learning_rate=1e-2, weight_decay=1e-4)
+    fused, _ = make_optimizer(model, config)
+    plain, _ = make_optimizer(reference, config)
+    for group in plain.param_groups:
+        group["fused"] = None
+    assert fused.param_groups[0]["fused"] is (torch.device(device).type in ("cpu", "cuda") or None)
+    x = torch.randn(1, 1, 44, 44, device=device)
+    for _ in range(3):
+        for net, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            net(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5)  # Adam steps are 1e-2: rounding only

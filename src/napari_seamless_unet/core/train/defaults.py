@@ -229,7 +229,7 @@ def _step_seconds(
     import time
 
     from ..model import UNet
-    from .network import training_autocast_dtype
+    from .network import fused_if_supported, training_autocast_dtype
 
     with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
         tile_shape = (tile_shape, tile_shape) if isinstance(tile_shape, int) else tuple(tile_shape)
@@ -238,7 +238,8 @@ def _step_seconds(
         model = model.to(device)
         if device.type == "cpu" and ndim == 2:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        parameters = list(model.parameters())
+        optimizer = torch.optim.Adam(parameters, lr=1e-4, **fused_if_supported(parameters))  # as the run's
         x = torch.zeros(1, channels[0], *tile_shape, device=device)
         amp = training_autocast_dtype(device, precision, ndim)  # as the run itself will train
         best = float("inf")

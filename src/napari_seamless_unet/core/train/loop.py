@@ -77,6 +77,7 @@ class _Session:
         self.precision = Precision.choose(self.device, config.precision, int(config.ndim))
         self.model = self.precision.place(model, self.device)
         self.optimizer, learning_rate = make_optimizer(self.model, config)
+        self.parameters = list(self.model.parameters())  # walking the module tree each step cost 0.5 ms (16/2)
 
         self.history = new_history()
         self.step, planned = 0, None
@@ -155,9 +156,10 @@ class _Session:
             loss = weighted_loss(logits, target, weight)
             if not torch.isfinite(loss.detach()):
                 return self._diverged(f"loss {float(loss.detach())}")
-            self.optimizer.zero_grad(set_to_none=True)
+            for parameter in self.parameters:  # optimizer.zero_grad's wrappers cost 0.35 ms a step (16/2)
+                parameter.grad = None
             self._set_learning_rate()
-            if not self.precision.backward_and_step(loss, self.optimizer, model.parameters()):
+            if not self.precision.backward_and_step(loss, self.optimizer, self.parameters):
                 return self._diverged("a gradient was not finite")
         loss_value = float(loss.detach())
         self.clock.add_step(t0, t1, time.perf_counter())

@@ -181,8 +181,19 @@ def gradients_finite(parameters) -> bool:
 def make_optimizer(model: UNet, config: TrainConfig) -> tuple[torch.optim.Optimizer, float]:
     """The optimizer ``config`` asks for and its learning rate (the default for the optimizer when unset)."""
     lr = float(config.learning_rate)  # resolved by train.defaults (the optimizer's default when unset)
+    parameters = list(model.parameters())
+    kw = {"lr": lr, "weight_decay": config.weight_decay, **fused_if_supported(parameters)}
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-    return optimizer, lr
+        return torch.optim.SGD(parameters, momentum=SGD_MOMENTUM, **kw), lr
+    return torch.optim.Adam(parameters, **kw), lr
+
+
+def fused_if_supported(parameters) -> dict[str, bool]:
+    """``{"fused": True}`` where torch has a fused update kernel for the parameters' device (CPU, CUDA).
+
+    One kernel for all parameters instead of a handful of operations per tensor: on the 2-core CPU of
+    benchmarks/README.md, Adam for the 16-channel depth-2 network took 0.33 ms instead of 1.7 ms, 0.76 instead of
+    3.8 at depth 3, 27 instead of 92 for the paper network ("Training throughput").
+    """
+    types = {p.device.type for p in parameters}
+    return {"fused": True} if types and types <= {"cpu", "cuda"} else {}
