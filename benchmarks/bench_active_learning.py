@@ -12,9 +12,10 @@ in each of ``--rounds`` rounds, annotates ``--per-round`` more regions of the po
 and fine-tunes the current model (``train(..., init=model)``) on all its regions
 (:func:`napari_seamless_unet.region_pair`, the network's context around each, ``TrainConfig(ignore_label=IGNORE)``)
 for the same number of steps every round (steps, not seconds: the comparison does not depend on the machine's
-load). After every round it prints the pixel error and the Rand error (``skimage.metrics.adapted_rand_error`` of
-the cells, the connected components of cell probability > 0.5, predicted membrane one more segment) on slices
-20-24, per strategy, mean and spread over ``--seeds`` seeds. The threshold is fixed at 0.5: nothing is tuned on the
+load). After every round it prints the pixel error and the challenge's Rand error (``core.metrics.rand_error``
+of the cells, the connected components of cell probability > 0.5; until 2026-12-03 skimage's
+``adapted_rand_error``, which counts the predicted membrane as one more segment) on slices 20-24, per strategy,
+mean and spread over ``--seeds`` seeds. The threshold is fixed at 0.5: nothing is tuned on the
 test slices.
 
 At the end, for the final models: the ROC AUC of the uncertainty map for telling the wrong pixels of the
@@ -46,14 +47,13 @@ GRID = 32
 
 
 def errors(cell_probability: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """Pixel error and Rand error of ``cell_probability > 0.5`` against the cells ``truth`` (stacks of slices)."""
-    from skimage.metrics import adapted_rand_error
+    """Pixel error and the challenge's Rand error (``core.metrics.rand_error``) of ``cell_probability > 0.5``
+    against the cells ``truth`` (stacks of slices)."""
+    from napari_seamless_unet.core.metrics import rand_error
 
     cells = cell_probability > 0.5
     pixel = float(np.mean(cells != truth.astype(bool)))
-    rand = float(
-        np.mean([adapted_rand_error(ndimage.label(t)[0], ndimage.label(c)[0])[0] for t, c in zip(truth, cells)])
-    )
+    rand = float(np.mean([rand_error(ndimage.label(t)[0], ndimage.label(c)[0])["error"] for t, c in zip(truth, cells)]))
     return pixel, rand
 
 

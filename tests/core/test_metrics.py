@@ -52,3 +52,26 @@ def test_match_instances_counts():
     empty = np.zeros_like(truth)
     assert match_instances(empty, empty) == {"foreground_iou": 1.0, "matched": 0, "predicted": 0, "true": 0, "f1": 1.0}
     assert match_instances(empty, truth)["f1"] == 0.0 and match_instances(empty, truth)["foreground_iou"] == 0.0
+
+
+def test_rand_error_is_the_isbi_definition():
+    """Hand-counted pairs: the truth's label 0 is not scored, a predicted label-0 pixel joins no pair."""
+    from napari_seamless_unet.core.metrics import rand_error
+
+    truth = np.array([[1, 1, 1, 2, 2, 2, 0]])
+    assert rand_error(truth, truth)["error"] == 0.0
+    assert rand_error(truth, np.array([[5, 5, 5, 6, 6, 6, 5]]))["error"] == 0.0  # truth's 0 not scored
+    # one pixel of cell 1 predicted as membrane: 4 of 6 true pairs kept, nothing merged
+    split = rand_error(truth, np.array([[5, 5, 0, 6, 6, 6, 0]]))
+    assert split == pytest.approx({"error": 0.2, "precision": 1.0, "recall": 4 / 6})
+    # the two cells merged: 4 of 10 predicted pairs true
+    merged = rand_error(truth, np.array([[5, 5, 0, 5, 5, 5, 0]]))
+    assert merged == pytest.approx({"error": 0.5, "precision": 0.4, "recall": 4 / 6})
+    # predicted membrane across the border of the two cells: it merges them in skimage's count, not here
+    from skimage.metrics import adapted_rand_error
+
+    thick = np.array([[5, 0, 0, 0, 6, 6, 0]])
+    assert rand_error(truth, thick) == pytest.approx({"error": 1 - 2 / 7, "precision": 1.0, "recall": 1 / 6})
+    assert adapted_rand_error(truth, thick, ignore_labels=(0,))[1] < 1.0  # skimage: precision lost, a merge
+    with pytest.raises(ValueError, match="differ in size"):
+        rand_error(truth, truth[:, :3])
