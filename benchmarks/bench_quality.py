@@ -47,12 +47,14 @@ ISBI = REPO.parent / "shared" / "data" / "isbi2012"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
-def isbi_data(path: Path):
+def isbi_data(path: Path, tune: bool = False):
+    """Slices 0-19 train, 20-24 test; with ``tune``, 0-14 train and 15-19 score (20-24 never read)."""
     import tifffile
 
     volume = tifffile.imread(path / "train-volume.tif").astype(np.float32)
     cells = (tifffile.imread(path / "train-labels.tif") == 255).astype(np.int32)  # class 1 = cell, 0 = membrane
-    return (list(volume[:20]), list(cells[:20])), (volume[20:25], cells[20:25])
+    train, test = (slice(0, 15), slice(15, 20)) if tune else (slice(0, 20), slice(20, 25))
+    return (list(volume[train]), list(cells[train])), (volume[test], cells[test])
 
 
 def isbi_scores(cell_probability: np.ndarray, truth: np.ndarray) -> dict:
@@ -115,20 +117,23 @@ def instance_scores(predicted: list[np.ndarray], truth: list[np.ndarray]) -> dic
     }
 
 
-def discs_data():
+def discs_data(tune: bool = False):
+    """Seeds 0, 1 train and 2, 3 test; with ``tune``, seeds 10, 11 score (the post-processing tuning images)."""
     from napari_seamless_unet.core.synthetic import touching_discs
 
-    pairs = [touching_discs((256, 256), n_objects=40, seed=s) for s in range(4)]
+    pairs = [touching_discs((256, 256), n_objects=40, seed=s) for s in ((0, 1, 10, 11) if tune else range(4))]
     return ([p[0] for p in pairs[:2]], [p[1] for p in pairs[:2]]), (
         [p[0] for p in pairs[2:]],
         [p[1] for p in pairs[2:]],
     )
 
 
-def nuclei_data():
+def nuclei_data(tune: bool = False):
+    """Seeds 100-102 train and 103, 104 test; with ``tune``, seeds 110, 111 score."""
     from napari_seamless_unet.core.synthetic import clustered_nuclei
 
-    pairs = [clustered_nuclei((512, 512), n_clusters=14, per_cluster=(4, 10), seed=100 + s) for s in range(5)]
+    seeds = (100, 101, 102, 110, 111) if tune else range(100, 105)
+    pairs = [clustered_nuclei((512, 512), n_clusters=14, per_cluster=(4, 10), seed=s) for s in seeds]
     return ([p[0] for p in pairs[:3]], [p[1] for p in pairs[:3]]), (
         [p[0] for p in pairs[3:]],
         [p[1] for p in pairs[3:]],
@@ -180,14 +185,15 @@ def run(
     save_dir: str | None = None,
     tta: bool = False,
     load_dir: str | None = None,
+    tune: bool = False,
 ) -> dict:
     from napari_seamless_unet import TrainConfig, load_model, predict, save_model, segment, train
 
     task = "semantic" if name == "isbi" else "instances"
     (images, labels), (test_images, test_labels) = {
-        "isbi": lambda: isbi_data(ISBI),
-        "discs": discs_data,
-        "nuclei": nuclei_data,
+        "isbi": lambda: isbi_data(ISBI, tune),
+        "discs": lambda: discs_data(tune),
+        "nuclei": lambda: nuclei_data(tune),
     }[name]()
     started = time.perf_counter()
     if load_dir:  # evaluate a model saved by --save-models (e.g. with --tta) without training again
@@ -203,6 +209,7 @@ def run(
         "data": name,
         "budget_s": budget,
         "train_s": round(train_seconds, 1),
+        "split": "tune" if tune else "test",
         "steps": len(history["step"]),
         "stop_reason": history.get("stop_reason"),
         "settings": history.get("settings"),
@@ -229,6 +236,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--save-models", metavar="DIR", help="save each trained model as DIR/<data>.unet.pt")
     parser.add_argument("--tta", action="store_true", help="predict the test images with test-time augmentation")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="score a tuning split instead of the test (ISBI: train 0-14, score 15-19; other seeds for the rest)",
+    )
     parser.add_argument(
         "--load-models", metavar="DIR", help="evaluate DIR/<data>.unet.pt (from --save-models) instead of training"
     )
@@ -262,7 +274,9 @@ def main() -> None:
     for name in args.only.split(","):
         budget = getattr(args, f"budget_{name}")
         overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-        result = run(name, budget, args.device, args.seed, overrides, args.save_models, args.tta, args.load_models)
+        result = run(
+            name, budget, args.device, args.seed, overrides, args.save_models, args.tta, args.load_models, args.tune
+        )
         result["tta"] = args.tta
         result["overrides"] = overrides
         results.append(result)

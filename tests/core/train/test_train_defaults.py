@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from napari_seamless_unet.core.model_io import load_model
@@ -73,6 +74,54 @@ def test_with_a_time_budget_the_largest_network_that_takes_enough_steps_is_chose
     for given in (TrainConfig(time_budget=30, steps=100), TrainConfig(time_budget=30, depth=4)):
         config, settings = resolve_defaults(given, cpu, [(512, 512)])
         assert config.depth == 4 and "step_seconds" not in settings
+
+
+def test_a_network_that_does_not_see_the_objects_whole_gives_way_to_a_deeper_one(monkeypatch):
+    """Contexts 40 / 88 / 184 pixels at depths 2 / 3 / 4: a deeper network wins while it takes STEPS_FLOOR steps."""
+    from napari_seamless_unet.core.train import defaults
+
+    cost = {2: 0.02, 3: 0.06, 4: 0.2}  # whole step: STEP_OVERHEAD times these
+    monkeypatch.setattr(
+        defaults,
+        "_step_seconds",
+        lambda base, depth, tile, channels, device, batch_norm=False, voxel_size=None, precision="auto": cost[depth],
+    )
+    cpu = torch.device("cpu")
+    budget = 600  # STEPS_WANTED steps of 0.075 s, STEPS_FLOOR of 0.24 s
+    for diameter, depth in ((None, 2), (25, 2), (71, 3), (150, 3), (400, 3)):
+        config, settings = resolve_defaults(
+            TrainConfig(time_budget=budget), cpu, [(512, 512)], object_diameter=diameter
+        )
+        assert config.depth == depth, (diameter, settings)
+        assert settings.get("object_diameter") == (None if diameter is None else diameter)
+    cost[4] = 0.15  # now depth 4 takes 2667 steps in the budget: wide objects get it, small ones do not
+    assert resolve_defaults(TrainConfig(time_budget=budget), cpu, [(512, 512)], object_diameter=150)[0].depth == 4
+    assert resolve_defaults(TrainConfig(time_budget=budget), cpu, [(512, 512)], object_diameter=25)[0].depth == 2
+    # Too short a budget for the deeper network's STEPS_FLOOR: the steps rule alone.
+    assert resolve_defaults(TrainConfig(time_budget=60), cpu, [(512, 512)], object_diameter=71)[0].depth == 2
+
+
+def test_object_diameter_is_the_area_weighted_median():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from napari_seamless_unet.core.train.scale import object_diameter
+
+    target = np.zeros((64, 64), dtype=np.int64)
+    target[2:12, 2:12] = 1  # 100 pixels
+    target[30:50, 30:50] = 1  # 400 pixels: holds 4/5 of the object pixels
+    everything = np.ones(target.shape, dtype=bool)
+    plane = SimpleNamespace(target=target, valid=everything, objects=None)
+    assert object_diameter([plane]) == pytest.approx(2 * np.sqrt(400 / np.pi))
+    plane = SimpleNamespace(target=target, valid=np.zeros(target.shape, dtype=bool), objects=None)
+    assert object_diameter([plane]) is None
+    # Instances: the objects, not the components (two touching squares are two objects).
+    objects = np.zeros_like(target)
+    objects[2:12, 2:12], objects[2:12, 12:22] = 1, 2
+    plane = SimpleNamespace(target=(objects > 0).astype(np.int64), valid=everything, objects=objects)
+    assert object_diameter([plane]) == pytest.approx(2 * np.sqrt(100 / np.pi))
+    assert object_diameter([SimpleNamespace(target=np.ones((4, 8, 8)), valid=None, objects=None)]) is None  # 3D
 
 
 def test_the_timing_probe_leaves_the_random_state_alone():

@@ -19,6 +19,7 @@ from .data import Plane, check_classes, make_planes, weight_map
 from .defaults import network_geometry, resolve
 from .inputs import check_pairs, check_validation
 from .lineage import data_summary
+from .scale import object_diameter
 from .split import split
 
 
@@ -60,7 +61,8 @@ def prepare(images, labels, config: TrainConfig, validation, names, payload: dic
     if val_planes:
         check_classes(val_planes, config, num_classes)
     device = resolve_device(config.device)
-    config, settings = resolve(config, device, [p.target.shape for p in planes], resumed, (in_channels, num_classes))
+    shapes_ = [p.target.shape for p in planes]
+    config, settings = resolve(config, device, shapes_, resumed, (in_channels, num_classes), object_diameter(planes))
     for plane in planes + (val_planes or []):
         shapes.check_context(plane.target.shape[-2:], int(config.depth), plane.name)
 
