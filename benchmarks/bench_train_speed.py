@@ -109,11 +109,12 @@ def breakdown(session: _Session, steps: int) -> dict[str, float]:
             with precision.autocast(dev):
                 logits = model(image)
             loss = weighted_loss(logits, target, weight)
-            optimizer.zero_grad(set_to_none=True)
+            for parameter in session.parameters:  # as the real step clears them
+                parameter.grad = None
             loss.backward()
             sync(dev)
             t2 = time.perf_counter()
-            gradients_finite(model.parameters())
+            gradients_finite(session.parameters)
             optimizer.step()
             sync(dev)
         t3 = time.perf_counter()

@@ -162,7 +162,8 @@ def sample_sources(
     """
     dev, c = store.device, store.channels
     sources = sorted(set(index))
-    if len(sources) > 1:
+    every = len(sources) == 1  # one source for the whole batch (always with batch 1): no scatter
+    if not every:
         smooth = torch.empty((len(index), c + 1, *shape), device=dev)
         exact = torch.empty((len(index), 2, *shape), device=dev)
     for i in sources:
@@ -170,7 +171,6 @@ def sample_sources(
         rows = [b for b, j in enumerate(index) if j == i]
         size = torch.tensor(source.shape[:0:-1], dtype=torch.float32, device=dev)
         # Pixel p maps to 2 p / (size - 1) - 1 with align_corners=True; an axis of one pixel reads that pixel.
-        every = len(sources) == 1  # one source for the whole batch (always with batch 1): no scatter
         normalised = (grid if every else grid[rows]) * (2.0 / (size - 1).clamp_min(1.0)) - 1.0
         whole = source[None].expand(len(rows), *source.shape)
         kw = {"padding_mode": "reflection", "align_corners": True}

@@ -21,8 +21,6 @@ import torch
 
 from .augment import PAPER_TILE, Augmentation, _cubic_weights, _grey_values, random_turns_and_flips, sample_sources
 
-#: torch's bicubic kernel parameter, so the 3D deformation is as smooth as the 2D one
-
 
 class VolumeStore:
     """Training volumes kept on the device: image channels, weight map, target class and annotation mask.

@@ -59,8 +59,8 @@ STEPS_WANTED = 8000
 # where 16/2 made 14500 steps and AP 0.99 (benchmarks/README.md).
 STEP_OVERHEAD = 1.5
 # ...unless the network would not see the objects whole: a candidate whose context (``2 * halo``) is narrower
-# than the annotated objects (``scale.object_diameter``) gives way to the next larger one that still takes
-# STEPS_FLOOR steps. ISBI 2012 slices 0-14 (cells 71 pixels across, area-weighted) at 600 s on a 2-core AVX2
+# than the annotated objects (``scale.object_diameter``) gives way to a deeper one that still takes STEPS_FLOOR
+# steps. ISBI 2012 slices 0-14 (cells 71 pixels across, area-weighted) at 600 s on a 2-core AVX2
 # CPU, scored on slices 15-19: the steps rule alone picked 16/2 (context 40, 17900 steps), pixel error 0.094 and
 # Rand error 0.241; 16/3 (context 88, 6900 steps) 0.087 and 0.204 (benchmarks/README.md, "Quality"). Discs (25
 # pixels) and nuclei (19) keep 16/2.
@@ -91,8 +91,8 @@ def resolve(
     channels : (int, int)
         Input channels and classes of the network (for timing candidate networks).
     object_diameter : float, optional
-        The annotated objects' size in pixels (``scale.object_diameter``): with a time budget, the network's
-        context should span it.
+        The annotated objects' size in pixels (``scale.object_diameter``), used only when the network is chosen
+        by timing (``fits_budget_by_timing``): its context should span it.
 
     Returns
     -------
@@ -125,7 +125,7 @@ def resolve(
             batch_norm=bool(resumed.get("batch_norm", False)),
         )
     timings = None
-    if _fits_budget_by_timing(config, device, resumed):
+    if fits_budget_by_timing(config, device, resumed):
         batch_norm = chosen["batch_norm"] if config.batch_norm is None else config.batch_norm
         (base, depth, tile), timings = _fastest_network_for_budget(
             config, device, plane_shapes, channels, batch_norm, object_diameter
@@ -186,7 +186,7 @@ def training_tile_shape(
     return (z_rule.valid_input_size(z_out + 2 * z_rule.halo, "up"), tile, tile)
 
 
-def _fits_budget_by_timing(config: TrainConfig, device: torch.device, resumed) -> bool:
+def fits_budget_by_timing(config: TrainConfig, device: torch.device, resumed) -> bool:
     """Whether the network is the trainer's to choose and the time budget is what ends training."""
     open_network = config.base_channels is None and config.depth is None and config.tile_size is None
     return (

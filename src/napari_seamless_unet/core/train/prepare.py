@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..normalization import Normalization
 from .config import TrainConfig
 from .data import Plane, check_classes, make_planes, weight_map
-from .defaults import network_geometry, resolve
+from .defaults import fits_budget_by_timing, network_geometry, resolve
 from .inputs import check_pairs, check_validation
 from .lineage import data_summary
 from .scale import object_diameter
@@ -61,8 +61,10 @@ def prepare(images, labels, config: TrainConfig, validation, names, payload: dic
     if val_planes:
         check_classes(val_planes, config, num_classes)
     device = resolve_device(config.device)
-    shapes_ = [p.target.shape for p in planes]
-    config, settings = resolve(config, device, shapes_, resumed, (in_channels, num_classes), object_diameter(planes))
+    # Labelling the objects is only worth it where the budget rule will use their size.
+    diameter = object_diameter(planes) if fits_budget_by_timing(config, device, resumed) else None
+    plane_shapes = [p.target.shape for p in planes]
+    config, settings = resolve(config, device, plane_shapes, resumed, (in_channels, num_classes), diameter)
     for plane in planes + (val_planes or []):
         shapes.check_context(plane.target.shape[-2:], int(config.depth), plane.name)
 
