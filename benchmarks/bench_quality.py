@@ -225,6 +225,14 @@ def run(
     return result
 
 
+def _value(text: str):
+    """A ``--set`` value: JSON (numbers, true, null, lists), else the text itself (``precision=bf16``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="isbi,discs,nuclei", help="comma-separated: isbi, discs, nuclei")
@@ -273,7 +281,7 @@ def main() -> None:
     results = []
     for name in args.only.split(","):
         budget = getattr(args, f"budget_{name}")
-        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
         result = run(
             name, budget, args.device, args.seed, overrides, args.save_models, args.tta, args.load_models, args.tune
         )

@@ -354,6 +354,8 @@ def history_summary(history: dict | None) -> list[str]:
             for name in ("base_channels", "depth", "dropout", "batch_norm", "tile_size", "batch_size", "learning_rate")
             if isinstance(settings.get(name), (int, float))
         )
+        if settings.get("precision"):
+            shown += f", precision {settings['precision']}" + (" (auto)" if "precision" in automatic else "")
         lines.append(f"settings: {shown} on {settings.get('device')}")
     steps, losses = history.get("step") or [], history.get("loss") or []
     if steps:

@@ -275,5 +275,5 @@ def settings_text(settings: dict | None, config=None) -> str:
         f" Network: {dims}{settings['base_channels']} channels, depth {settings['depth']}"
         f"{', batch norm' if settings.get('batch_norm') else ''}, tiles of "
         f"{tile} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
-        f"{chosen}."
+        f"{', ' + settings['precision'] if settings.get('precision', 'fp32') != 'fp32' else ''}{chosen}."
     )

@@ -101,6 +101,36 @@ def test_a_network_that_does_not_see_the_objects_whole_gives_way_to_a_deeper_one
     assert resolve_defaults(TrainConfig(time_budget=60), cpu, [(512, 512)], object_diameter=71)[0].depth == 2
 
 
+@pytest.mark.parametrize("bf16_share, chosen", [(0.5, "bf16"), (0.95, "fp32")])
+def test_on_a_cpu_with_native_bf16_auto_trains_in_bf16_where_it_measures_faster(monkeypatch, bf16_share, chosen):
+    from napari_seamless_unet.core.train import defaults
+
+    timed = []
+
+    def step_seconds(base, depth, tile, channels, device, batch_norm=False, voxel_size=None, precision="auto"):
+        timed.append(precision)
+        return {2: 0.008, 3: 0.04, 4: 0.09}[depth] * (bf16_share if precision == "bf16" else 1.0)
+
+    monkeypatch.setattr(defaults, "_step_seconds", step_seconds)
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    config, settings = resolve_defaults(TrainConfig(time_budget=600), cpu, [(512, 512)])
+    assert config.precision == ("bf16" if chosen == "bf16" else "auto") and settings["precision"] == chosen
+    assert ("precision" in settings["automatic"]) == (chosen == "bf16")
+    assert settings["step_seconds"]["16/2/104 bf16"] == pytest.approx(1.5 * 0.008 * bf16_share)
+    # Half the step buys a deeper network for the same STEPS_WANTED steps (0.075 s whole steps in 600 s).
+    assert config.depth == (4 if chosen == "bf16" else 3)
+    # The user's precision wins, and nothing is timed in bf16 for it.
+    timed.clear()
+    config, settings = resolve_defaults(TrainConfig(time_budget=600, precision="fp32"), cpu, [(512, 512)])
+    assert "bf16" not in timed and settings["precision"] == "fp32" and config.depth == 3
+    # Without native bf16 (or for 3D, which takes bf16 there anyway) "auto" times float32 only.
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: False)
+    timed.clear()
+    assert resolve_defaults(TrainConfig(time_budget=600), cpu, [(512, 512)])[1]["precision"] == "fp32"
+    assert "bf16" not in timed
+
+
 def test_object_diameter_is_the_area_weighted_median():
     from types import SimpleNamespace
 

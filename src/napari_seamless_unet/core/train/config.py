@@ -214,7 +214,9 @@ class TrainConfig:
     device : str, optional
         None or "auto" = CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        Autocast precision; ``auto`` = bf16 on CUDA (where supported), float32 elsewhere; "bf16" also on CPU.
+        Autocast precision; ``auto`` = bf16 on CUDA (where supported); on a CPU with native bf16 (AVX512-BF16,
+        AMX) bf16 for 3D networks, and for a 2D network chosen by the time budget when its measured bf16 step is
+        faster; float32 elsewhere. "bf16" also on any CPU. The precision used is in ``TrainResult.settings``.
     axes : str, optional
         Axes of the training images (like :func:`~napari_seamless_unet.predict`); default inferred.
     normalization : dict

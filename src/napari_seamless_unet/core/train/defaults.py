@@ -16,9 +16,14 @@ from typing import Any
 import torch
 
 from .. import shapes
+from ..devices import cpu_has_native_bf16
 from ..errors import UNetInputError
 from ..presets import NETWORK_PRESETS
 from .config import DEFAULT_LEARNING_RATE, TrainConfig
+from .network import training_autocast_dtype
+
+#: the name of each autocast dtype of training, as the settings record it
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 #: what the paper did, one name away: ``TrainConfig(preset="paper")``
 PAPER = {"base_channels": 64, "depth": 4, "dropout": 0.5, "batch_norm": False, "tile_size": 572, "batch_size": 1}
@@ -58,6 +63,11 @@ STEPS_WANTED = 8000
 # ISBI 16/3: 1.41x). Without this factor the rule picked 16/3 for the nuclei in 300 s: 5800 steps, AP 0.73,
 # where 16/2 made 14500 steps and AP 0.99 (benchmarks/README.md).
 STEP_OVERHEAD = 1.5
+# On a CPU with native bf16 (AVX512-BF16, AMX), precision "auto" times each 2D candidate in float32 and under bf16
+# autocast, and trains in bf16 where its step takes at most BF16_FASTER of the float32 one. Measured on a 2-core
+# AMX Xeon (benchmarks/README.md, "bf16 training on a CPU with AMX"): 16/2/104 0.77x, 16/3/188 0.64x, 16/4/316
+# 0.54x of the float32 step; on CPUs without AMX bf16 was no faster for these small networks.
+BF16_FASTER = 0.85
 # ...unless the network would not see the objects whole: a candidate whose context (``2 * halo``) is narrower
 # than the annotated objects (``scale.object_diameter``) gives way to a deeper one that still takes STEPS_FLOOR
 # steps. ISBI 2012 slices 0-14 (cells 71 pixels across, area-weighted) at 600 s on a 2-core AVX2
@@ -99,7 +109,8 @@ def resolve(
     config : TrainConfig
         Every architecture and schedule field set.
     settings : dict
-        The resolved values, the device, and ``"automatic"``: the names chosen here rather than by the user.
+        The resolved values, the device, ``"precision"`` (the autocast of training: "fp32", "bf16" or "fp16"),
+        and ``"automatic"``: the names chosen here rather than by the user.
     """
     # The device's rule first; a preset (the paper's in full) and a resumed architecture override it.
     three_d = int(config.ndim) == 3
@@ -124,10 +135,10 @@ def resolve(
             dropout=resumed["dropout"],
             batch_norm=bool(resumed.get("batch_norm", False)),
         )
-    timings = None
+    timings, precision = None, config.precision
     if fits_budget_by_timing(config, device, resumed):
         batch_norm = chosen["batch_norm"] if config.batch_norm is None else config.batch_norm
-        (base, depth, tile), timings = _fastest_network_for_budget(
+        (base, depth, tile, precision), timings = _fastest_network_for_budget(
             config, device, plane_shapes, channels, batch_norm, object_diameter
         )
         chosen.update(base_channels=base, depth=depth, tile_size=tile)
@@ -152,8 +163,12 @@ def resolve(
     if values["learning_rate"] is None:
         values["learning_rate"] = DEFAULT_LEARNING_RATE[config.optimizer]
     geometry.check_input_shape(tile_shape, what="training tile")
+    if precision != config.precision:  # "auto" measured: bf16 trains this network faster on this CPU
+        values["precision"] = precision
+        automatic.append("precision")
     resolved = dataclasses.replace(config, **values)
-    settings = {**values, "device": str(device), "automatic": automatic}
+    amp = training_autocast_dtype(device, resolved.precision, int(config.ndim))
+    settings = {**values, "device": str(device), "automatic": automatic, "precision": PRECISION_NAMES[amp]}
     if three_d:
         settings.update(ndim=3, tile_shape=list(tile_shape), voxel_size=config.voxel_size)
     if timings:
@@ -206,10 +221,11 @@ def _fastest_network_for_budget(
     channels: tuple[int, int],
     batch_norm: bool,
     object_diameter: float | None = None,
-) -> tuple[tuple[int, int, int], dict[str, float]]:
+) -> tuple[tuple[int, int, int, str], dict[str, float]]:
     """The largest candidate whose measured step fits ``STEPS_WANTED`` times into the budget (else the smallest),
     or, while the one chosen does not see ``object_diameter`` pixels whole, a deeper one that fits ``STEPS_FLOOR``
-    times."""
+    times: ``(base, depth, tile, precision)`` and the timings. ``precision`` is the config's, or "bf16" where
+    "auto" measured it faster (``_may_choose_bf16``, ``BF16_FASTER``)."""
     three_d = int(config.ndim) == 3
     limit = float(config.time_budget) / (STEPS_WANTED_3D if three_d else STEPS_WANTED)
     floor = float(config.time_budget) / STEPS_FLOOR
@@ -226,17 +242,29 @@ def _fastest_network_for_budget(
         tile = shapes.input_size_for_output(max(4, min(output, largest)), depth)
         tile_shape = training_tile_shape(network_geometry(config, depth), tile, config.voxel_size, plane_shapes)
         voxel_size = config.voxel_size if three_d else None
+        name = f"{base}/{depth}/{tile}"
+        precision = config.precision
         seconds = STEP_OVERHEAD * _step_seconds(
-            base, depth, tile_shape, channels, device, batch_norm, voxel_size, config.precision
+            base, depth, tile_shape, channels, device, batch_norm, voxel_size, precision
         )
-        timings[f"{base}/{depth}/{tile}"] = round(seconds, 4)
+        timings[name] = round(seconds, 4)
+        if _may_choose_bf16(config, device):
+            bf16 = STEP_OVERHEAD * _step_seconds(base, depth, tile_shape, channels, device, batch_norm, None, "bf16")
+            timings[f"{name} bf16"] = round(bf16, 4)
+            if bf16 <= BF16_FASTER * seconds:
+                seconds, precision = bf16, "bf16"
         # Wider context for objects the chosen network does not see whole, at no fewer than STEPS_FLOOR steps.
         widens = best is not None and too_narrow(best[1]) and depth > best[1] and seconds <= floor
         if best is None or seconds <= limit or widens:
-            best = (base, depth, tile)
+            best = (base, depth, tile, precision)
         if seconds > (floor if too_narrow(best[1]) else limit):
             break
     return best, timings
+
+
+def _may_choose_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether precision "auto" times bf16 too: 2D training on a CPU with native bf16 (3D takes it anyway)."""
+    return config.precision == "auto" and device.type == "cpu" and int(config.ndim) == 2 and cpu_has_native_bf16()
 
 
 def _step_seconds(
@@ -254,7 +282,7 @@ def _step_seconds(
     import time
 
     from ..model import UNet
-    from .network import fused_if_supported, training_autocast_dtype
+    from .network import fused_if_supported
 
     with torch.random.fork_rng(devices=[]):  # the probe's weights and dropout must not touch the caller's RNG
         tile_shape = (tile_shape, tile_shape) if isinstance(tile_shape, int) else tuple(tile_shape)
