@@ -90,11 +90,12 @@ def test_three_classes_and_watershed(discs):
             da.from_array(three, chunks=(2, 40, 33)), unit=(0, 1), threshold=0.5, min_size=min_size, three_classes=True
         )
         assert_same_partition(expected, got.compute())
-    expected = label_plane(foreground, threshold=0.5, method="watershed", min_size=10)
-    got = label_foreground(
-        da.from_array(foreground, chunks=40), unit=(0, 1), threshold=0.5, method="watershed", min_size=10
-    )
-    assert_same_partition(expected, got.compute())
+    for method in ("watershed", "seeds"):
+        expected = label_plane(foreground, threshold=0.5, method=method, min_size=10)
+        got = label_foreground(
+            da.from_array(foreground, chunks=40), unit=(0, 1), threshold=0.5, method=method, min_size=10
+        )
+        assert_same_partition(expected, got.compute())
 
 
 def test_planes_of_a_stack_are_apart_and_ids_unique_across_it(discs):
@@ -121,13 +122,24 @@ def test_segment_dask_with_a_network_gives_segment(discs, chunks, device):
     assert_same_partition(expected, got.compute())
 
 
-def test_a_3d_model_with_its_watershed_default_gives_segment(device):
+def test_a_3d_model_with_its_seeds_default_gives_segment(device):
+    import torch
+
     from napari_seamless_unet.core.synthetic import touching_nuclei_3d
 
     image, _ = touching_nuclei_3d((12, 48, 48), spacing=(3.0, 1.0, 1.0), seed=1)
     model = tiny(2, task="instances", seed=4, ndim=3, voxel_size=(3.0, 1.0, 1.0))
-    threshold = float(np.quantile(predict(model, image, device=device)[1], 0.6))
-    expected = segment(model, image, threshold=threshold, device=device)  # watershed, 30 voxels: the 3D defaults
+    with torch.no_grad():  # an untrained network is never confident: sharpen its output so that seeds exist
+        model.head.weight *= 40.0
+        model.head.bias.zero_()
+    foreground = predict(model, image, device=device)[1]
+    assert 0.02 < (foreground > 0.9).mean() < 0.5
+    threshold = float(np.quantile(foreground, 0.5))
+    expected = segment(model, image, threshold=threshold, device=device)  # seeds, 30 voxels: the 3D defaults
     assert expected.max() >= 3
     got = segment_dask(model, image, threshold=threshold, chunks=(6, 24, 24), device=device)
     assert_same_partition(expected, got.compute())
+    watershed = segment(model, image, threshold=threshold, method="watershed", device=device)
+    assert not np.array_equal(watershed, expected)  # the default is not the watershed
+    got = segment_dask(model, image, threshold=threshold, method="watershed", chunks=(6, 24, 24), device=device)
+    assert_same_partition(watershed, got.compute())

@@ -163,4 +163,4 @@ def test_instances_of_a_3d_model_from_the_dock(qtbot, vol_viewer, tmp_path, note
     assert widget.kept.foreground.shape == (12, 48, 48)
     # once the dock knows the model is 3D, its options show the 3D defaults (instances.default_options)
     options = widget.instance_options.values()
-    assert (options["threshold"], options["method"], options["min_size"]) == (0.5, "watershed", 30)
+    assert (options["threshold"], options["method"], options["min_size"]) == (0.3, "seeds", 30)

@@ -59,10 +59,11 @@ def add_instance_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--method",
-        choices=("components", "watershed"),
+        choices=("components", "watershed", "seeds"),
         default=None,
-        help="objects are the connected components of the foreground, or a watershed that also splits objects "
-        "joined by a neck (default: components; watershed for a 3D model)",
+        help="objects are the connected components of the foreground, a watershed that also splits objects "
+        "joined by a neck, or seeds (the confident cores, probability > 0.9) grown over the foreground "
+        "(default: components; seeds for a 3D model)",
     )
     group.add_argument(
         "--no-restore-borders",

@@ -41,8 +41,8 @@ def segment_dask(
     ``segment_dask(...).compute()`` gives the same objects as :func:`~napari_seamless_unet.segment` (the ids may
     differ). The foreground is labelled block by block and merged across block faces
     (:mod:`~napari_seamless_unet.core.dask_labels`); ``min_size``, ``restore_borders`` and ``fill_holes`` work
-    on the merged objects. ``method="watershed"`` (the default of 3D models) splits whole objects, so it labels
-    each plane (a 3D network's volume) in one task: the plane's foreground must fit in a worker's memory.
+    on the merged objects. ``method="watershed"`` and ``method="seeds"`` (the default of 3D models) split whole
+    objects, so they label each plane (a 3D network's volume) in one task: the plane must fit in a worker's memory.
 
     Parameters are those of :func:`~napari_seamless_unet.core.dask_predict.predict_dask` and of ``segment``
     (``threshold``, ``min_size``, ``fill_holes``, ``method``, ``restore_borders``, left None: the model's
@@ -111,9 +111,10 @@ def label_foreground(
     """
 
     interior = foreground[0] if three_classes else foreground
-    if method == "watershed":
+    if method in ("watershed", "seeds"):
         lead = 1 if three_classes else 0
-        return _label_whole_planes(foreground, unit, lead, threshold, min_size, fill_holes, restore_borders, spacing)
+        options = {"threshold": threshold, "min_size": min_size, "fill_holes": fill_holes, "method": method}
+        return _label_whole_planes(foreground, unit, lead, {**options, "restore_borders": restore_borders}, spacing)
     if three_classes:
         seeds = interior > threshold
         labels = first = dask_labels.global_components(seeds, unit)
@@ -139,19 +140,12 @@ def _label_whole(block, unit, lead: int, options: dict) -> np.ndarray:
     return labels.reshape(spatial).astype(np.int64)
 
 
-def _label_whole_planes(foreground, unit, lead, threshold, min_size, fill_holes, restore_borders, spacing):
-    """Every plane (volume) of ``foreground`` labelled in one task, ids offset to be unique across the stack."""
+def _label_whole_planes(foreground, unit, lead, options: dict, spacing):
+    """Every plane (volume) of ``foreground`` labelled in one task by ``label_plane`` with ``options``, ids offset
+    to be unique across the stack."""
 
     whole = foreground.rechunk({a + lead: -1 for a in unit} | ({0: -1} if lead else {}))
-    options = {
-        "threshold": threshold,
-        "min_size": min_size,
-        "fill_holes": fill_holes,
-        "method": "watershed",
-        "restore_borders": restore_borders,
-        "spacing": spacing,
-        "ndim": len(unit),
-    }
+    options = {**options, "spacing": spacing, "ndim": len(unit)}
     local = whole.map_blocks(_label_whole, unit, lead, options, drop_axis=[0] if lead else [], dtype=np.int64)
     labels = dask_labels.offset_ids(local)[0].astype(np.int32)
     return labels.rechunk(foreground.chunks[lead:])

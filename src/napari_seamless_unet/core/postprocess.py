@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .seeded import SEED_THRESHOLD, seeded_instances
 from .weights import two_nearest_distances, unit_spacing
 
 # Planes with more pixels than this are labelled block by block, so memory stays bounded by the block size.
 BLOCKWISE_PIXELS = 4096 * 4096
-METHODS = ("components", "watershed")
+METHODS = ("components", "watershed", "seeds")
 #: the default foreground threshold of instance models: on tuning images (not the benchmark's test images) a
 #: threshold of 0.7 found the touching objects a short training leaves joined at 0.5 (2-class discs AP@0.5
 #: 0.934 vs 0.905, 3-class discs 0.913 vs 0.813, nuclei 1.000 vs 0.983), the matched IoU unchanged (the gap is
@@ -211,7 +212,8 @@ def label_plane(
     """Instance labels (int32, 1..n) of one 2D plane or 3D volume of foreground probabilities, in memory.
 
     Foreground is ``probability > threshold``; objects are its connected components (``method="components"``)
-    or the regions of :func:`watershed_instances`; objects of fewer than ``min_size`` foreground pixels (voxels)
+    or the regions of :func:`watershed_instances`, or objects grown from confident seeds (``method="seeds"``,
+    :func:`~napari_seamless_unet.core.seeded.seeded_instances`); objects of fewer than ``min_size`` pixels (voxels)
     are removed; then :func:`restore_borders` and :func:`fill_holes` (in that order) where asked for.
 
     ``probability`` holding one more axis than the image, of length 2, holds the interior and border
@@ -238,8 +240,11 @@ def label_plane(
             probability[0], probability[1], restore_borders=restore_borders, spacing=spacing, **options
         )
     foreground = probability > threshold
-    if method == "watershed":
-        labels = watershed_instances(foreground, spacing=spacing)
+    if method in ("watershed", "seeds"):
+        if method == "seeds":
+            labels = seeded_instances(probability, threshold, spacing)
+        else:
+            labels = watershed_instances(foreground, spacing=spacing)
         labels = remove_small(labels, min_size) if min_size > 0 else labels
     else:
         labels = label_foreground(foreground, min_size=min_size)
@@ -274,7 +279,8 @@ def label_three_classes(
     """Instance labels (int32, 1..n) of one 2D plane or 3D volume of a three-class model (background, interior,
     border).
 
-    The seeds are the objects of the interior (``interior > threshold``): its connected components
+    The seeds are the objects of the interior (``interior > threshold``; with ``method="seeds"``, above
+    ``seeded.SEED_THRESHOLD`` too, so only its confident cores): its connected components
     (face connectivity) or, with ``method="watershed"``, the regions of :func:`watershed_instances`, which also
     splits interiors joined by a neck. With ``restore_borders``, each seed then takes back the foreground pixels
     (``interior + border > threshold``, i.e. not background) nearer to it than to any other seed and at most
@@ -293,7 +299,7 @@ def label_three_classes(
     """
     interior = np.asarray(interior)
     sampling = unit_spacing(spacing, interior.ndim)
-    seeds = interior > threshold
+    seeds = interior > (max(threshold, SEED_THRESHOLD) if method == "seeds" else threshold)
     labels = watershed_instances(seeds, spacing=spacing) if method == "watershed" else label_foreground(seeds)
     if restore_borders:
         foreground = (interior + np.asarray(border)) > threshold
