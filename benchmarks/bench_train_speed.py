@@ -24,6 +24,7 @@ Examples::
     python benchmarks/bench_train_speed.py
     python benchmarks/bench_train_speed.py --networks 16/4/228,paper --steps 30
     python benchmarks/bench_train_speed.py --device cuda --networks paper --steps 200
+    python benchmarks/bench_train_speed.py --precision bf16   # ours and the plain loops under bf16 autocast
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def parse_network(spec: str) -> dict:
     return {"base_channels": channels, "depth": depth, "tile_size": int(tile), "dropout": 0.0}
 
 
-def make_config(net: dict, device: torch.device, steps: int) -> TrainConfig:
+def make_config(net: dict, device: torch.device, steps: int, precision: str = "auto") -> TrainConfig:
     return TrainConfig(
         task="semantic",
+        precision=precision,
         steps=steps,
         device=str(device),
         save_path=None,
@@ -157,10 +159,10 @@ def plain_step(net: dict, in_shape: tuple[int, ...], device: torch.device, dtype
     return step
 
 
-def train_run(images, labels, net: dict, device: torch.device, seconds: float) -> tuple[float, int]:
+def train_run(images, labels, net: dict, device: torch.device, seconds: float, precision: str) -> tuple[float, int]:
     """Seconds per step of a whole train() run with a time budget (automatic validation, history, progress),
     from its clock (which starts after the weight maps): what a user's run gets."""
-    config = dataclasses.replace(make_config(net, device, 10**7), val_every=None, time_budget=seconds)
+    config = dataclasses.replace(make_config(net, device, 10**7, precision), val_every=None, time_budget=seconds)
     history = train(images, labels, config=config).history
     steps = history["step"][-1]
     return history["elapsed_seconds"] / steps, steps
@@ -175,6 +177,9 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved blocks of each; the best is kept")
     parser.add_argument("--train-seconds", type=float, default=30.0, help="budget of the train() run (0: none)")
+    parser.add_argument(
+        "--precision", default="auto", help="TrainConfig(precision=) of ours and of the plain loops (bf16: both bf16)"
+    )
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -188,7 +193,7 @@ def main(argv=None) -> None:
         net = parse_network(spec)
         steps = max(4, args.steps // 4) if spec == "paper" else args.steps
         warmup = max(2, args.warmup // 2) if spec == "paper" else args.warmup
-        config = make_config(net, device, 10**6)
+        config = make_config(net, device, 10**6, args.precision)
         session = _Session(prepare(images, labels, config, None, None, None), None)
         session.model.train()
         tile_shape = session.data.tile_shape
@@ -228,7 +233,7 @@ def main(argv=None) -> None:
         )
         if args.train_seconds > 0:
             seconds = args.train_seconds * (4 if spec == "paper" else 1)
-            per_step, done = train_run(images, labels, net, device, seconds)
+            per_step, done = train_run(images, labels, net, device, seconds, args.precision)
             print(
                 f"[{name}] train(): {per_step * 1e3:.1f} ms/step ({done} steps in {seconds:g} s, automatic "
                 f"validation included) -> train() / plain = {per_step / plain:.3f}"
