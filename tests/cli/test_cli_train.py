@@ -200,3 +200,14 @@ def test_ctrl_c_saves_the_model_and_exits_130(tmp_path, folders):
     model = load_model(model_path)
     history = model.metadata["history"]
     assert history["stopped"] is True and 2 <= history["step"][-1] < 100000
+
+
+def test_the_summary_names_the_settings_and_the_precision_chosen_for_the_device():
+    from napari_seamless_unet.cli.train import history_summary
+
+    settings = {"base_channels": 16, "depth": 4, "tile_size": 316, "learning_rate": 0.001, "device": "cpu"}
+    auto = history_summary({"settings": {**settings, "precision": "bf16", "automatic": ["depth", "precision"]}})
+    assert auto[0].startswith("settings: base channels 16, depth 4 (auto), tile size 316")
+    assert auto[0].endswith(", precision bf16 (auto) on cpu")
+    given = history_summary({"settings": {**settings, "precision": "fp32", "automatic": []}})
+    assert given[0].endswith(", precision fp32 on cpu")
