@@ -113,8 +113,14 @@ def label_foreground(
     interior = foreground[0] if three_classes else foreground
     if method in ("watershed", "seeds"):
         lead = 1 if three_classes else 0
-        options = {"threshold": threshold, "min_size": min_size, "fill_holes": fill_holes, "method": method}
-        return _label_whole_planes(foreground, unit, lead, {**options, "restore_borders": restore_borders}, spacing)
+        options = {
+            "threshold": threshold,
+            "min_size": min_size,
+            "fill_holes": fill_holes,
+            "method": method,
+            "restore_borders": restore_borders,
+        }
+        return _label_whole_planes(foreground, unit, lead, options, spacing)
     if three_classes:
         seeds = interior > threshold
         labels = first = dask_labels.global_components(seeds, unit)

@@ -12,7 +12,6 @@ tuning volumes of ``benchmarks/bench_3d.py`` (benchmarks/README.md, "3D").
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .weights import unit_spacing
 
@@ -36,15 +35,11 @@ def seeded_instances(
     max(seed_threshold, threshold)`` (face connectivity, at least ``seed_min_size`` voxels) grown to the nearest
     seed over ``probability > threshold``, at most ``reach`` in-plane pixels from it (physical with ``spacing``).
     Foreground farther from every seed stays background."""
-    from .postprocess import label_foreground
+    from .postprocess import _expand_labels, label_foreground  # postprocess imports this module
 
     probability = np.asarray(probability)
     seeds = label_foreground(probability > max(seed_threshold, threshold), min_size=seed_min_size)
     if not seeds.any():
         return seeds
-    sampling = unit_spacing(spacing, probability.ndim)
-    distance, nearest = ndimage.distance_transform_edt(seeds == 0, sampling=sampling, return_indices=True)
-    grow = (distance <= reach) & ((probability > threshold) | (seeds > 0))
-    labels = np.zeros_like(seeds)
-    labels[grow] = seeds[tuple(axis[grow] for axis in nearest)]
-    return labels
+    grown = _expand_labels(seeds, reach, unit_spacing(spacing, probability.ndim))
+    return np.where((probability > threshold) | (seeds > 0), grown, 0).astype(np.int32)

@@ -236,6 +236,7 @@ def _fastest_network_for_budget(
         return not three_d and object_diameter is not None and 2 * shapes.halo(depth) < object_diameter
 
     best, timings = None, {}
+    time_bf16 = _may_choose_bf16(config, device)
     for base, depth, output in BUDGET_CANDIDATES_3D if three_d else BUDGET_CANDIDATES:
         if shapes.halo(depth) > smallest:
             break  # the context must fit the smallest image
@@ -248,8 +249,10 @@ def _fastest_network_for_budget(
             base, depth, tile_shape, channels, device, batch_norm, voxel_size, precision
         )
         timings[name] = round(seconds, 4)
-        if _may_choose_bf16(config, device):
-            bf16 = STEP_OVERHEAD * _step_seconds(base, depth, tile_shape, channels, device, batch_norm, None, "bf16")
+        if time_bf16:
+            bf16 = STEP_OVERHEAD * _step_seconds(
+                base, depth, tile_shape, channels, device, batch_norm, voxel_size, "bf16"
+            )
             timings[f"{name} bf16"] = round(bf16, 4)
             if bf16 <= BF16_FASTER * seconds:
                 seconds, precision = bf16, "bf16"
