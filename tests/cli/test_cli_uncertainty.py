@@ -75,3 +75,17 @@ def test_power_sampling_regions_are_the_core_draw_of_that_seed(cli, tmp_path, di
     expected = propose_regions(values, 24, 3, sampling="power", power=2.0, seed=5)
     rows = _rows(out / "discs_regions.csv")
     assert [tuple(int(r[k]) for k in ("y0", "x0", "y1", "x1")) for r in rows] == [r.box for r in expected]
+
+
+def test_disagreement_measure_writes_the_cores_map(cli, tmp_path, discs, instance_model, device):
+    from napari_seamless_unet import load_model, uncertainty
+
+    image_path, _, image, _ = discs
+    out = tmp_path / "maps"
+    argv = ["uncertainty", instance_model, image_path, "-o", out, "--measure", "disagreement", "--device", device]
+    status, _, stderr = cli(*argv)
+    assert status == 0, stderr
+    values = tifffile.imread(out / "discs_uncertainty.tif")
+    expected = uncertainty(load_model(instance_model), image, measure="disagreement", device=device)
+    np.testing.assert_allclose(values, expected, atol=1e-5)
+    assert not np.allclose(values, uncertainty(load_model(instance_model), image, device=device), atol=1e-3)

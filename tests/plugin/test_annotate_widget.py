@@ -114,3 +114,28 @@ def test_the_choose_setting_reaches_propose_regions(viewer, monkeypatch):
         proposal = stop.value
     assert calls and calls[0]["sampling"] == "power" and calls[0]["count"] == 2
     assert len(proposal.regions) == 2 and [r.rank for r in proposal.regions] == [1, 2]
+
+
+def test_the_uncertainty_setting_reaches_the_map(viewer, monkeypatch):
+    from napari_seamless_unet.core import uncertainty as core_uncertainty
+
+    calls, original = [], core_uncertainty.iter_uncertainty
+
+    def spy(*args, **options):
+        calls.append(options)
+        return original(*args, **options)
+
+    widget = AnnotateWidget(viewer)
+    widget.registry.add(_tiny(), "tiny")
+    widget.size.value, widget.count.value, widget.device.value = 16, 2, "cpu"
+    assert widget.measure.value == "entropy"
+    widget.measure.value = "disagreement"
+    monkeypatch.setattr(core_uncertainty, "iter_uncertainty", spy)
+    gen = widget.make_job().run()
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        proposal = stop.value
+    assert calls and calls[0]["measure"] == "disagreement"
+    assert proposal.uncertainty.min() >= 0.0 and len(proposal.regions) == 2

@@ -34,6 +34,14 @@ def add_parser(subparsers) -> None:
     sub.add_argument("inputs", nargs="+", help="image files (TIFF, zarr, npy) or folders of them")
     add_output_options(sub, "uncertainty")
     sub.add_argument(
+        "--measure",
+        choices=("entropy", "disagreement"),
+        default="entropy",
+        help="entropy: of the probabilities averaged over the 8 views, high wherever the answer hesitates; "
+        "disagreement: that minus the views' mean entropy, high only where the views contradict each other "
+        "(default: %(default)s)",
+    )
+    sub.add_argument(
         "--propose",
         type=positive_int,
         default=None,
@@ -115,7 +123,7 @@ def _one(args, model, target) -> None:
     axes = args.axes or file_axes
     shape, out_axes = output_layout(model, image.shape, axes, "probabilities")
     shape, out_axes = shape[1:], out_axes[1:]  # no class axis
-    attrs = {"source": str(src), "model": str(args.model), "output": "uncertainty"}
+    attrs = {"source": str(src), "model": str(args.model), "output": "uncertainty", "measure": args.measure}
     out = target.open(shape, np.float32, out_axes, attrs)
     options = {
         "axes": axes,
@@ -123,6 +131,7 @@ def _one(args, model, target) -> None:
         "batch_size": args.batch_size,
         "device": args.device,
         "precision": args.precision,
+        "measure": args.measure,
         **rescale_options(args, model, src),
     }
     with ProgressBar(args.quiet, desc=src.name, unit="tile") as bar:

@@ -78,11 +78,14 @@ def iter_predict(
     tta: bool = False,
     voxel_size: Sequence[float] | float | None = None,
     rescale: bool = True,
+    view_entropy: bool = False,
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict`: yields :class:`Progress` per batch of tiles, returns the result.
 
     ``output="labels"`` writes class ids (argmax) instead of probabilities, so a whole-image probability map is
     never held. Closing the generator early keeps the tiles (planes, when rescaled) already written to ``out``.
+    ``view_entropy`` (with ``tta``; for :func:`~napari_seamless_unet.core.uncertainty.uncertainty`) writes one
+    more channel after the probabilities: the views' mean normalised entropy (``TileRunner``).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -94,7 +97,17 @@ def iter_predict(
         options = {"tile_shape": tile_shape, "batch_size": batch_size, "device": device, "precision": precision}
         return (
             yield from iter_rescaled(
-                iter_predict, model, image, axes, zoom, output=output, out=out, name=name, tta=tta, **options
+                iter_predict,
+                model,
+                image,
+                axes,
+                zoom,
+                output=output,
+                out=out,
+                name=name,
+                tta=tta,
+                view_entropy=view_entropy,
+                **options,
             )
         )
 
@@ -112,7 +125,8 @@ def iter_predict(
     if int(batch_size) < 1:
         raise UNetInputError(f"batch_size must be >= 1, got {batch_size}")
 
-    runner = TileRunner(model, dev, precision, grid.tile_shape, tta)  # a copy: the caller's model is never changed
+    # a copy of the network: the caller's model is never changed
+    runner = TileRunner(model, dev, precision, grid.tile_shape, tta, view_entropy)
     planes = list(ax.iter_planes(image.shape, axes, unit))
     tiles_per_plane = len(grid)  # progress counts tiles of the first grid, whatever an out-of-memory error changes
     total = len(planes) * tiles_per_plane

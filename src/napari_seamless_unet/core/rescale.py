@@ -112,13 +112,17 @@ def iter_rescaled(
         scaled = resample(block, small)
         del block
         probabilities = np.zeros((model.num_classes, *small), dtype=np.float32)
+        target = probabilities
+        if kwargs.get("view_entropy"):  # one more channel after the probabilities (core.uncertainty)
+            probabilities = np.zeros((model.num_classes + 1, *small), dtype=np.float32)
+            target = _WiderThanItSays(probabilities, model.num_classes)
         where = f" (plane {plane})" if plane else ""
         inner = predict_unit(
             model,
             scaled,
             axes="C" + unit,
             output="probabilities",
-            out=probabilities,
+            out=target,
             name=f"{name}{where} resampled to the model's pixel size",
             **kwargs,
         )
@@ -137,3 +141,16 @@ def iter_rescaled(
         else:
             out[index] = back.argmax(axis=0)
     return out
+
+
+class _WiderThanItSays:
+    """A buffer with one channel more than the probabilities ``iter_predict`` checks ``out`` for: the views' mean
+    entropy that ``view_entropy`` writes after them."""
+
+    def __init__(self, buffer: np.ndarray, num_classes: int):
+        self.buffer = buffer
+        self.shape = (num_classes, *buffer.shape[1:])
+        self.dtype = buffer.dtype
+
+    def __setitem__(self, index, values) -> None:
+        self.buffer[index] = values

@@ -32,16 +32,28 @@ def entropy(probabilities: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.clip(h / math.log(classes), 0.0, 1.0).astype(np.float32)
 
 
-class _EntropySink:
-    """The ``out`` :func:`iter_predict` writes each tile's probabilities to: it keeps only their entropy."""
+#: what :func:`uncertainty` can measure (see its ``measure``)
+MEASURES = ("entropy", "disagreement")
 
-    def __init__(self, out, num_classes: int):
+
+class _UncertaintySink:
+    """The ``out`` :func:`iter_predict` writes each tile's probabilities to: it keeps only their uncertainty.
+
+    ``entropy``: the entropy of the mean probabilities. ``disagreement``: that minus the views' mean entropy (the
+    one more channel ``view_entropy`` writes), the mutual information between the prediction and the view."""
+
+    def __init__(self, out, num_classes: int, measure: str):
         self.out = out
+        self.num_classes = num_classes
+        self.measure = measure
         self.shape = (num_classes, *out.shape)
         self.dtype = np.dtype(np.float32)
 
     def __setitem__(self, index: tuple, values: np.ndarray) -> None:
-        self.out[index[1:]] = entropy(values, axis=0)
+        total = entropy(values[: self.num_classes], axis=0)
+        if self.measure == "disagreement":
+            total = np.clip(total - values[self.num_classes], 0.0, 1.0)
+        self.out[index[1:]] = total
 
 
 def iter_uncertainty(
@@ -51,9 +63,12 @@ def iter_uncertainty(
     axes: str | None = None,
     out=None,
     name: str = "image",
+    measure: str = "entropy",
     **options,
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`uncertainty` (see :func:`~napari_seamless_unet.core.predict.iter_predict`)."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
     image = _as_array(image)
     axes = _check_image(model, image, axes, name)
     shape, _ = output_layout(model, image.shape, axes, "probabilities")
@@ -67,8 +82,11 @@ def iter_uncertainty(
             f"out has shape {tuple(out.shape)}, expected {spatial} for the uncertainty of {name} (its shape without "
             f"the channel axis); create it with that shape and dtype float32, or leave out=None."
         )
-    sink = _EntropySink(out, model.num_classes)
-    yield from iter_predict(model, image, axes=axes, output="probabilities", out=sink, name=name, tta=True, **options)
+    sink = _UncertaintySink(out, model.num_classes, measure)
+    views = measure == "disagreement"
+    yield from iter_predict(
+        model, image, axes=axes, output="probabilities", out=sink, name=name, tta=True, view_entropy=views, **options
+    )
     return out
 
 
@@ -86,12 +104,22 @@ def uncertainty(
     rescale: bool = True,
     progress: ProgressLike | None = None,
     should_stop: Callable[[], bool] | None = None,
+    measure: str = "entropy",
 ) -> np.ndarray:
     """Per-pixel uncertainty of ``model`` on ``image``: the normalised entropy of the test-time-augmented
-    probabilities.
+    probabilities, or how much the 8 views disagree.
 
     Takes the arguments of :func:`~napari_seamless_unet.predict` (it runs the 8 flips and quarter turns of every
-    tile, like ``predict(..., tta=True)``: 8x the time of a plain prediction).
+    tile, like ``predict(..., tta=True)``: 8x the time of a plain prediction), and:
+
+    Parameters
+    ----------
+    measure : {"entropy", "disagreement"}
+        ``entropy``: the entropy of the mean probabilities over the views, high wherever the answer is hesitant,
+        including along every boundary that is only a pixel uncertain. ``disagreement``: that entropy minus the
+        views' mean entropy (the mutual information between the answer and the view, the "BALD" score of
+        Houlsby et al. 2011 with the 8 views as the ensemble): high only where the views contradict each other,
+        where the model has not learnt the answer rather than where the answer is inherently ambiguous.
 
     Returns
     -------
@@ -114,5 +142,6 @@ def uncertainty(
         "precision": precision,
         "voxel_size": voxel_size,
         "rescale": rescale,
+        "measure": measure,
     }
     return run(iter_uncertainty(model, image, axes=axes, out=out, **options), progress, should_stop, lambda: out)

@@ -36,6 +36,8 @@ class AnnotateJob:
         Pixels already annotated: no region overlaps them.
     sampling : {"top", "power"}
         How :func:`~napari_seamless_unet.core.regions.propose_regions` picks the regions.
+    measure : {"entropy", "disagreement"}
+        What the map measures (:func:`~napari_seamless_unet.core.uncertainty.uncertainty`).
     """
 
     def __init__(
@@ -51,10 +53,11 @@ class AnnotateJob:
         exclude=None,
         device=None,
         sampling="top",
+        measure="entropy",
     ):
         self.model, self.image, self.axes, self.index, self.plane = model, image, axes, tuple(index), tuple(plane)
         self.size, self.count, self.exclude, self.device = int(size), int(count), exclude, device
-        self.sampling = sampling
+        self.sampling, self.measure = sampling, measure
         self._stop = threading.Event()
 
     def cancel(self) -> None:
@@ -68,7 +71,9 @@ class AnnotateJob:
         from ..core.uncertainty import iter_uncertainty
 
         image = np.asarray(self.image[self.index]) if self.index else self.image
-        gen = iter_uncertainty(self.model, image, axes=self.axes, name="the image", device=self.device)
+        gen = iter_uncertainty(
+            self.model, image, axes=self.axes, name="the image", device=self.device, measure=self.measure
+        )
         while True:
             if self._stop.is_set():
                 gen.close()

@@ -66,6 +66,13 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             tooltip="most uncertain: the regions of highest mean uncertainty. Drawn by uncertainty: at random, the more "
             "uncertain the likelier, so that the regions are not all alike",
         )
+        self.measure = ComboBox(
+            label="uncertainty",
+            choices=[("entropy", "entropy"), ("views disagree", "disagreement")],
+            value="entropy",
+            tooltip="entropy: high wherever the model hesitates, along every boundary too. Views disagree: high only "
+            "where the 8 flipped and turned views of the image contradict each other (what the model has not learnt)",
+        )
         self.exclude = ComboBox(
             label="skip annotated",
             choices=lambda _: layer_choices(viewer, "Labels"),
@@ -74,7 +81,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             tooltip="no region overlaps the painted pixels of this Labels layer (optional)",
         )
         self.device = ComboBox(label="device", choices=device_choices(), value="auto")
-        widgets = [self.model, self.image, self.size, self.count, self.choose, self.exclude, self.device]
+        widgets = [self.model, self.image, self.size, self.count, self.choose, self.measure, self.exclude, self.device]
         self.form = compact_widgets(Container(widgets=widgets))
         self.form.margins = (0, 0, 0, 0)
         self.run_button, self.cancel_button, buttons = self._make_buttons("Propose regions", "Cancel", self.cancel)
@@ -155,6 +162,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
             exclude=exclude,
             device=device,
             sampling=self.choose.value,
+            measure=self.measure.value,
         )
 
     def start(self):
