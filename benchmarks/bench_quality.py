@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -43,7 +44,8 @@ import numpy as np
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
-ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+# the data set's folder; SEAMLESS_UNET_ISBI names another (a copy carried to a GPU machine)
+ISBI = Path(os.environ.get("SEAMLESS_UNET_ISBI", REPO.parent / "shared" / "data" / "isbi2012"))
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
