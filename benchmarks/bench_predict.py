@@ -133,6 +133,25 @@ def bench_unet(name, model, image, device, precision, repeats):
     }
 
 
+def compare_fuse(name, model, image, precision, repeats):
+    """Whole predictions with and without the fused ReLUs (core/fused.py), alternating, in one process."""
+    from napari_seamless_unet.core import fused
+
+    available = fused.fused_relu_available
+    times = {"plain": [], "fused": []}
+    try:
+        for _ in range(repeats):
+            for variant in times:
+                fused.fused_relu_available = available if variant == "fused" else (lambda: False)
+                start = time.perf_counter()
+                predict(model, image, precision=precision)
+                times[variant].append(time.perf_counter() - start)
+    finally:
+        fused.fused_relu_available = available
+    plain, fast = min(times["plain"]), min(times["fused"])
+    print(f"[{name}] fused ReLUs: plain {plain:.2f} s, fused {fast:.2f} s (best of {repeats}): {plain / fast:.2f}x")
+
+
 # -- the standard tool: a padded U-Net and MONAI's sliding window with gaussian blending ---------------------------
 class PaddedUNet(nn.Module):
     """The same widths and depth as :class:`UNet`, with 'same' (padded) convolutions, as most libraries ship it."""
@@ -288,6 +307,10 @@ def main(argv=None):
         "--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "auto"], help="precision for speed runs"
     )
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no-fuse", action="store_true", help="run the CPU network without its fused ReLUs")
+    parser.add_argument(
+        "--compare-fuse", action="store_true", help="time each network with and without fused ReLUs, alternating"
+    )
     parser.add_argument("--monai", action="store_true", help="compare with MONAI sliding_window_inference")
     parser.add_argument("--precision", action="store_true", help="bf16/fp16 agreement with fp32 on a trained model")
     parser.add_argument("--model", default=None, help="trained model for --precision (default: train one briefly)")
@@ -297,6 +320,10 @@ def main(argv=None):
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.no_fuse:
+        from napari_seamless_unet.core import fused
+
+        fused.fused_relu_available = lambda: False
     if args.memory_child:
         memory_child(args.memory_child, 1024, args.workdir)
         return
@@ -318,6 +345,8 @@ def main(argv=None):
             peaks[dtype] = matmul_gflops(device, dtype)
             print(f"matmul ({dtype or torch.float32}): {peaks[dtype]:.1f} GFLOP/s")
         peak = peaks[dtype]
+        if args.compare_fuse:
+            compare_fuse(name, model, image, args.dtype, max(3, args.repeats))
         r = bench_unet(name, model, image, device, args.dtype, args.repeats)
         print(
             f"[{name}] seamless-unet {args.size}x{args.size}: tile {r['tile']} x{r['tiles']}, {r['wall_s']:.2f} s, "

@@ -18,6 +18,7 @@ import torch
 
 from .devices import autocast_dtype, cudnn_autotune, is_out_of_memory, memory_budget, resolve_device
 from .errors import InvalidShapeError
+from .fused import fuse_for_cpu_inference
 from .model import UNet, forward_flops
 from .tiling import TileGrid
 
@@ -83,7 +84,8 @@ DIHEDRAL = tuple((k, flip) for k in range(4) for flip in (False, True))
 
 
 class TileRunner:
-    """Runs a copy of the network on normalised tile batches on one device, with autocast and channels-last.
+    """Runs a copy of the network on normalised tile batches on one device, with autocast and channels-last
+    (and, for a 2D network on a CPU, each convolution's ReLU fused into it: :mod:`.fused`).
 
     Parameters
     ----------
@@ -126,6 +128,8 @@ class TileRunner:
         # paper network on a 2-core AVX-512 CPU (benchmarks/README.md).
         self.channels_last = device.type in ("cuda", "cpu") and model.ndim == 2
         self.network = _device_copy(model, device, self.channels_last)
+        if device.type == "cpu" and model.ndim == 2:
+            self.network = fuse_for_cpu_inference(self.network)
 
     def __call__(self, batch: np.ndarray, output: str) -> np.ndarray:
         tensor = torch.from_numpy(batch)
