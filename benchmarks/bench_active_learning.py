@@ -43,6 +43,8 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import ISBI, THRESHOLDS, isbi_data
+from napari_seamless_unet.core.regions import PROPOSAL_MEASURE
+from napari_seamless_unet.core.uncertainty import MEASURES
 
 REGION = 128
 GRID = 32
@@ -139,18 +141,19 @@ def run_seed(seed: int, data, args) -> dict:
             )
         final = {"curve": curve, "regions": regions}
         final["tta"] = evaluate(model, test_images, test_labels, tta=True)
-        final["auc"] = uncertainty_auc(model, test_images, test_labels)
+        final["auc"] = {m: uncertainty_auc(model, test_images, test_labels, m) for m in ("entropy", "disagreement")}
         result[strategy] = final
     return result
 
 
-def uncertainty_auc(model, test_images, test_labels) -> float:
+def uncertainty_auc(model, test_images, test_labels, measure: str = "entropy") -> float:
+    """ROC AUC of the ``measure`` map for telling the wrong pixels of the TTA prediction from the right ones."""
     from napari_seamless_unet import predict, uncertainty
     from napari_seamless_unet.core.metrics import roc_auc
 
     scores, wrong = [], []
     for image, truth in zip(test_images, test_labels):
-        scores.append(uncertainty(model, image))
+        scores.append(uncertainty(model, image, measure=measure))
         wrong.append(predict(model, image, tta=True).argmax(0) != truth)
     return roc_auc(np.stack(scores), np.stack(wrong))
 
@@ -178,12 +181,13 @@ def summarise(results: list[dict], rounds: int) -> None:
     for strategy in ("uncertainty", "random"):
         plain = [res[strategy]["curve"][-1] for res in results]
         tta = [res[strategy]["tta"] for res in results]
-        aucs = [res[strategy]["auc"] for res in results]
+        aucs = {m: [res[strategy]["auc"][m] for res in results] for m in ("entropy", "disagreement")}
         print(
             f"final {strategy} (0.5; best): without TTA pixel {mean_std([p[0] for p in plain])}, Rand "
             f"{mean_std([p[1] for p in plain])}; {mean_std([p[2] for p in plain])}, {mean_std([p[3] for p in plain])}"
             f"; with TTA pixel {mean_std([t[0] for t in tta])}, Rand {mean_std([t[1] for t in tta])}; "
-            f"{mean_std([t[2] for t in tta])}, {mean_std([t[3] for t in tta])}; uncertainty ROC AUC {mean_std(aucs)}"
+            f"{mean_std([t[2] for t in tta])}, {mean_std([t[3] for t in tta])}; uncertainty ROC AUC: entropy "
+            f"{mean_std(aucs['entropy'])}, disagreement {mean_std(aucs['disagreement'])}"
         )
 
 
@@ -203,7 +207,11 @@ def main() -> None:
     )
     parser.add_argument("--strategies", default="uncertainty,random")
     parser.add_argument(
-        "--measure", default="entropy", choices=("entropy", "disagreement"), help="uncertainty(measure=)"
+        "--measure",
+        default=PROPOSAL_MEASURE,
+        choices=MEASURES,
+        help="uncertainty(measure=) that regions are chosen by (default: %(default)s, the Annotate dock's and the "
+        "CLI's choice for proposing regions)",
     )
     parser.add_argument(
         "--tune",

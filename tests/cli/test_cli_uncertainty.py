@@ -89,3 +89,20 @@ def test_disagreement_measure_writes_the_cores_map(cli, tmp_path, discs, instanc
     expected = uncertainty(load_model(instance_model), image, measure="disagreement", device=device)
     np.testing.assert_allclose(values, expected, atol=1e-5)
     assert not np.allclose(values, uncertainty(load_model(instance_model), image, device=device), atol=1e-3)
+
+
+@pytest.mark.parametrize(("propose", "measure"), [(False, "entropy"), (True, "disagreement")])
+def test_without_measure_the_map_is_the_entropy_and_with_propose_the_proposal_measure(
+    cli, tmp_path, discs, instance_model, device, propose, measure
+):
+    from napari_seamless_unet import load_model, uncertainty
+    from napari_seamless_unet.core.regions import PROPOSAL_MEASURE
+
+    assert PROPOSAL_MEASURE == "disagreement"
+    image_path, _, image, _ = discs
+    out = tmp_path / "maps"
+    argv = ["uncertainty", instance_model, image_path, "-o", out, "-q", "--device", device]
+    status, _, stderr = cli(*argv, *(["--propose", 2, "--region-size", 24] if propose else []))
+    assert status == 0, stderr
+    expected = uncertainty(load_model(instance_model), image, measure=measure, device=device)
+    np.testing.assert_allclose(tifffile.imread(out / "discs_uncertainty.tif"), expected, atol=1e-5)

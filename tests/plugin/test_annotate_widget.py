@@ -128,8 +128,8 @@ def test_the_uncertainty_setting_reaches_the_map(viewer, monkeypatch):
     widget = AnnotateWidget(viewer)
     widget.registry.add(_tiny(), "tiny")
     widget.size.value, widget.count.value, widget.device.value = 16, 2, "cpu"
-    assert widget.measure.value == "entropy"
-    widget.measure.value = "disagreement"
+    assert widget.measure.value == "disagreement"  # the measured default
+    widget.measure.value = "entropy"
     monkeypatch.setattr(core_uncertainty, "iter_uncertainty", spy)
     gen = widget.make_job().run()
     try:
@@ -137,5 +137,5 @@ def test_the_uncertainty_setting_reaches_the_map(viewer, monkeypatch):
             next(gen)
     except StopIteration as stop:
         proposal = stop.value
-    assert calls and calls[0]["measure"] == "disagreement"
+    assert calls and calls[0]["measure"] == "entropy"
     assert proposal.uncertainty.min() >= 0.0 and len(proposal.regions) == 2

@@ -36,10 +36,11 @@ def add_parser(subparsers) -> None:
     sub.add_argument(
         "--measure",
         choices=("entropy", "disagreement"),
-        default="entropy",
+        default=None,
         help="entropy: of the probabilities averaged over the 8 views, high wherever the answer hesitates; "
-        "disagreement: that minus the views' mean entropy, high only where the views contradict each other "
-        "(default: %(default)s)",
+        "disagreement: that minus the views' mean entropy, high only where the views contradict each other, "
+        "which chose better regions to annotate in our simulation (default: disagreement with --propose, else "
+        "entropy)",
     )
     sub.add_argument(
         "--propose",
@@ -94,9 +95,12 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     """Write every input's uncertainty map (and with ``--propose`` its regions CSV)."""
     from ..core.model_io import load_model
+    from ..core.regions import PROPOSAL_MEASURE
     from ..io import list_images
 
     check_device(args.device)
+    if args.measure is None:  # the map the regions are chosen from, or the plain one
+        args.measure = PROPOSAL_MEASURE if args.propose else "entropy"
     model = load_model(args.model, device="cpu")
     if args.tile_size is not None:
         model.geometry.check_input_shape(args.tile_size, what="tile")

@@ -37,7 +37,8 @@ class AnnotateJob:
     sampling : {"top", "power"}
         How :func:`~napari_seamless_unet.core.regions.propose_regions` picks the regions.
     measure : {"entropy", "disagreement"}
-        What the map measures (:func:`~napari_seamless_unet.core.uncertainty.uncertainty`).
+        What the map measures (:func:`~napari_seamless_unet.core.uncertainty.uncertainty`); default
+        ``core.uncertainty.PROPOSAL_MEASURE``.
     """
 
     def __init__(
@@ -53,11 +54,13 @@ class AnnotateJob:
         exclude=None,
         device=None,
         sampling="top",
-        measure="entropy",
+        measure=None,
     ):
         self.model, self.image, self.axes, self.index, self.plane = model, image, axes, tuple(index), tuple(plane)
         self.size, self.count, self.exclude, self.device = int(size), int(count), exclude, device
-        self.sampling, self.measure = sampling, measure
+        from ..core.regions import PROPOSAL_MEASURE
+
+        self.sampling, self.measure = sampling, measure or PROPOSAL_MEASURE
         self._stop = threading.Event()
 
     def cancel(self) -> None:

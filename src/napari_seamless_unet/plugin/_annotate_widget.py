@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QProgressBar, QWidget
 from ..core import axes as ax
 from ..core.errors import UNetInputError
 from ..core.progress import Progress
+from ..core.regions import PROPOSAL_MEASURE
 from . import _layers
 from ._annotate_job import AnnotateJob, Proposal
 from ._common import (
@@ -69,7 +70,7 @@ class AnnotateWidget(SessionWidget, ScrollingDock, JobRunner, QWidget):
         self.measure = ComboBox(
             label="uncertainty",
             choices=[("entropy", "entropy"), ("views disagree", "disagreement")],
-            value="entropy",
+            value=PROPOSAL_MEASURE,
             tooltip="entropy: high wherever the model hesitates, along every boundary too. Views disagree: high only "
             "where the 8 flipped and turned views of the image contradict each other (what the model has not learnt)",
         )
