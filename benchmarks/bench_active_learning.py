@@ -141,7 +141,7 @@ def run_seed(seed: int, data, args) -> dict:
             )
         final = {"curve": curve, "regions": regions}
         final["tta"] = evaluate(model, test_images, test_labels, tta=True)
-        final["auc"] = {m: uncertainty_auc(model, test_images, test_labels, m) for m in ("entropy", "disagreement")}
+        final["auc"] = {m: uncertainty_auc(model, test_images, test_labels, m) for m in MEASURES}
         result[strategy] = final
     return result
 
@@ -181,7 +181,7 @@ def summarise(results: list[dict], rounds: int) -> None:
     for strategy in ("uncertainty", "random"):
         plain = [res[strategy]["curve"][-1] for res in results]
         tta = [res[strategy]["tta"] for res in results]
-        aucs = {m: [res[strategy]["auc"][m] for res in results] for m in ("entropy", "disagreement")}
+        aucs = {m: [res[strategy]["auc"][m] for res in results] for m in MEASURES}
         print(
             f"final {strategy} (0.5; best): without TTA pixel {mean_std([p[0] for p in plain])}, Rand "
             f"{mean_std([p[1] for p in plain])}; {mean_std([p[2] for p in plain])}, {mean_std([p[3] for p in plain])}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.progress import Progress
-from ..core.regions import Region, propose_regions
+from ..core.regions import PROPOSAL_MEASURE, Region, propose_regions
 
 
 @dataclass
@@ -38,7 +38,7 @@ class AnnotateJob:
         How :func:`~napari_seamless_unet.core.regions.propose_regions` picks the regions.
     measure : {"entropy", "disagreement"}
         What the map measures (:func:`~napari_seamless_unet.core.uncertainty.uncertainty`); default
-        ``core.uncertainty.PROPOSAL_MEASURE``.
+        ``core.regions.PROPOSAL_MEASURE``.
     """
 
     def __init__(
@@ -54,13 +54,11 @@ class AnnotateJob:
         exclude=None,
         device=None,
         sampling="top",
-        measure=None,
+        measure=PROPOSAL_MEASURE,
     ):
         self.model, self.image, self.axes, self.index, self.plane = model, image, axes, tuple(index), tuple(plane)
         self.size, self.count, self.exclude, self.device = int(size), int(count), exclude, device
-        from ..core.regions import PROPOSAL_MEASURE
-
-        self.sampling, self.measure = sampling, measure or PROPOSAL_MEASURE
+        self.sampling, self.measure = sampling, measure
         self._stop = threading.Event()
 
     def cancel(self) -> None:
