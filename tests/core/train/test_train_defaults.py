@@ -9,7 +9,10 @@ from napari_seamless_unet.core.model_io import load_model
 from napari_seamless_unet.core.train import TrainConfig, learning_rate_factor, resolve_defaults, train
 
 
-def test_cpu_defaults_are_a_small_network_without_dropout():
+def test_cpu_defaults_are_a_small_network_without_dropout(monkeypatch):
+    from napari_seamless_unet.core.train import defaults
+
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: False)  # with it, "precision" is chosen too
     config, settings = resolve_defaults(TrainConfig(), torch.device("cpu"), [(512, 512)])
     assert (config.base_channels, config.depth, config.dropout, config.batch_size) == (16, 4, 0.0, 1)
     assert config.tile_size == 228 + 184  # about 228 output pixels a side
@@ -180,3 +183,53 @@ def test_batch_norm_is_recorded_and_a_resumed_model_keeps_its_own(tmp_path, devi
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
     resumed = train([image], [labels], config=TrainConfig(resume_from=str(path), steps=2, device=device))
     assert resumed.model.batch_norm and resumed.settings["batch_norm"] is True
+
+
+def test_on_a_cpu_with_native_bf16_auto_trains_a_given_network_in_bf16_when_it_is_large_enough(monkeypatch):
+    """A network the trainer does not time (given, a preset, a step count) follows a rule on its size, not a timing,
+    so the same seed and steps give the same run."""
+    from napari_seamless_unet.core.train import defaults
+
+    monkeypatch.setattr(defaults, "_step_seconds", lambda *a, **k: pytest.fail("a given network is not timed"))
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: True)
+    cpu, planes = torch.device("cpu"), [(512, 512)]
+    for given in (
+        TrainConfig(base_channels=16, depth=3, tile_size=188, steps=100),
+        TrainConfig(preset="paper"),
+        TrainConfig(steps=50),  # the device's network (16/4), its tile chosen, a step count
+        TrainConfig(base_channels=32, depth=2, tile_size=104, time_budget=60),
+    ):
+        config, settings = resolve_defaults(given, cpu, planes)
+        assert config.precision == "bf16" and settings["precision"] == "bf16", given
+        assert "precision" in settings["automatic"]
+    for small in (
+        TrainConfig(base_channels=8, depth=2, tile_size=188),
+        TrainConfig(base_channels=16, depth=2, tile_size=60),
+    ):
+        config, settings = resolve_defaults(small, cpu, planes)
+        assert (
+            config.precision == "auto" and settings["precision"] == "fp32" and "precision" not in settings["automatic"]
+        )
+    # The user's precision wins; without native bf16 "auto" stays float32.
+    assert resolve_defaults(TrainConfig(preset="paper", precision="fp32"), cpu, planes)[1]["precision"] == "fp32"
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: False)
+    assert resolve_defaults(TrainConfig(preset="paper"), cpu, planes)[1]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize("began_with_bf16", [False, True])
+def test_a_resumed_run_keeps_the_precision_it_began_with(monkeypatch, tmp_path, began_with_bf16):
+    from napari_seamless_unet.core.synthetic import touching_discs
+    from napari_seamless_unet.core.train import defaults
+
+    image, labels = touching_discs((160, 160), n_objects=6, seed=0)
+    path = tmp_path / "run.unet.pt"
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: began_with_bf16)
+    network = {"base_channels": 16, "depth": 2, "tile_size": 104, "device": "cpu"}
+    first = train([image], [labels], config=TrainConfig(steps=2, save_path=str(path), **network))
+    assert first.settings["precision"] == ("bf16" if began_with_bf16 else "fp32")
+    monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: not began_with_bf16)  # as on another CPU
+    resumed = train([image], [labels], config=TrainConfig(resume_from=str(path), steps=1, device="cpu"))
+    assert resumed.settings["precision"] == first.settings["precision"]
+    # A fine-tuning (no training state) is a new run: the rule of this CPU.
+    tuned = train([image], [labels], config=TrainConfig(steps=1, device="cpu"), init=first.model)
+    assert tuned.settings["precision"] == ("fp32" if began_with_bf16 else "bf16")

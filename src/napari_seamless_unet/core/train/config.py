@@ -215,8 +215,10 @@ class TrainConfig:
         None or "auto" = CUDA, then MPS, then CPU.
     precision : {"auto", "fp32", "bf16", "fp16"}
         Autocast precision; ``auto`` = bf16 on CUDA (where supported); on a CPU with native bf16 (AVX512-BF16,
-        AMX) bf16 for 3D networks, and for a 2D network chosen by the time budget when its measured bf16 step is
-        faster; float32 elsewhere. "bf16" also on any CPU. The precision used is in ``TrainResult.settings``.
+        AMX) bf16 for 3D networks, for a 2D network chosen by the time budget when its measured bf16 step is
+        faster, and for any other 2D network of at least 16 channels on tiles of at least 104 pixels (all such
+        networks measured trained faster in bf16 there); float32 elsewhere. A resumed run keeps the precision it
+        began with. "bf16" also on any CPU. The precision used is in ``TrainResult.settings``.
     axes : str, optional
         Axes of the training images (like :func:`~napari_seamless_unet.predict`); default inferred.
     normalization : dict

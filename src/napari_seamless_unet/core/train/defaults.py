@@ -79,6 +79,14 @@ BF16_FASTER = 0.85
 # Rand error 0.241; 16/3 (context 88, 6900 steps) 0.087 and 0.204 (benchmarks/README.md, "Quality"). Discs (25
 # pixels) and nuclei (19) keep 16/2.
 STEPS_FLOOR = 2500
+# A 2D network the trainer does not time (given by the user, a preset, resumed, or trained for a number of steps)
+# trains in bf16 under precision "auto" on a CPU with native bf16 when it is at least this wide on input tiles at
+# least this large: every such network measured trained faster in bf16 on both native-bf16 CPUs (AMX Xeon:
+# 16/2/104 0.70-0.77, 16/3/188 0.49-0.64, 16/4/316 0.54 of the float32 step; AMD EPYC with AVX512-BF16: 16/2/104
+# and 16/3/188 0.70-0.77, the paper network 0.57; benchmarks/README.md). A rule on the network, not a timing, so
+# that the same seed and steps give the same run. Smaller networks (the tests' tiny ones) stay float32.
+BF16_MIN_CHANNELS = 16
+BF16_MIN_TILE = 104
 
 
 def resolve(
@@ -167,7 +175,9 @@ def resolve(
     if values["learning_rate"] is None:
         values["learning_rate"] = DEFAULT_LEARNING_RATE[config.optimizer]
     geometry.check_input_shape(tile_shape, what="training tile")
-    if precision != config.precision:  # "auto" measured: bf16 trains this network faster on this CPU
+    if timings is None and _may_choose_bf16(config, device) and _bf16_pays(values, tile_shape):
+        precision = "bf16"
+    if precision != config.precision:  # "auto" chose bf16: it trains this network faster on this CPU
         values["precision"] = precision
         automatic.append("precision")
     resolved = dataclasses.replace(config, **values)
@@ -272,6 +282,12 @@ def _fastest_network_for_budget(
 def _may_choose_bf16(config: TrainConfig, device: torch.device) -> bool:
     """Whether precision "auto" times bf16 too: 2D training on a CPU with native bf16 (3D takes it anyway)."""
     return config.precision == "auto" and device.type == "cpu" and int(config.ndim) == 2 and cpu_has_native_bf16()
+
+
+def _bf16_pays(values: dict[str, Any], tile_shape: Sequence[int]) -> bool:
+    """Whether a 2D network of these resolved values is large enough for bf16 (``BF16_MIN_CHANNELS``,
+    ``BF16_MIN_TILE``)."""
+    return int(values["base_channels"]) >= BF16_MIN_CHANNELS and min(tile_shape) >= BF16_MIN_TILE
 
 
 def _step_seconds(
