@@ -11,7 +11,8 @@ For each network (``channels/depth/output pixels``; ``paper`` = 64/4 on the pape
   forward+loss+backward, optimizer (with the finite check), measured apart on the same session;
 - **plain**: a PyTorch loop that only does forward, cross-entropy, backward and Adam on one fixed tensor, in
   the same precision and memory layout (the limit), with torch's default Adam as such a loop is written, with
-  Adam's fused kernel (which our training uses), and in bf16 autocast where the device runs bf16 natively.
+  Adam's fused kernel (which our training uses), and, where the device runs bf16 natively, in the other precision
+  (bf16 autocast for a float32 run, float32 for a bf16 one), so that the precision chosen can be checked.
 
 The contenders run in interleaved blocks of ``--steps`` steps, ``--repeats`` times, and each keeps its best
 block: noise on a shared or virtual machine only ever adds time.
@@ -203,8 +204,13 @@ def main(argv=None) -> None:
             "plain, fused Adam": plain_step(net, tile_shape, device, session.precision.amp_dtype, fused=True),
         }
         amp = session.precision.amp_dtype
+        other = None  # the other precision's plain loop, where bf16 is native: was the precision worth it?
         if native_bf16 and amp is None:
-            contenders["plain bf16"] = plain_step(net, tile_shape, device, torch.bfloat16)
+            other = "plain bf16"
+            contenders[other] = plain_step(net, tile_shape, device, torch.bfloat16)
+        elif native_bf16 and amp == torch.bfloat16:
+            other = "plain fp32"
+            contenders[other] = plain_step(net, tile_shape, device, None)
         for step in contenders.values():
             for _ in range(warmup):
                 step()
@@ -216,14 +222,14 @@ def main(argv=None) -> None:
                 times[name] = min(times[name], time_block(step, steps, device))
         parts = breakdown(session, steps)
         ours, plain, plain_fused = times["ours"], times["plain"], times["plain, fused Adam"]
-        plain_bf16 = times.get("plain bf16")
+        other_time = times.get(other)
         megapixels = np.prod(tile_shape) / 1e6
         name = f"{spec} (tile {tile_shape[-1]}, {'bf16' if amp == torch.bfloat16 else 'fp32'})"
         print(
             f"[{name}] ours {ours * 1e3:.1f} ms/step ({1 / ours:.1f} steps/s, {megapixels / ours:.2f} input MP/s); "
             f"plain {plain * 1e3:.1f} ms/step -> ours / plain = {ours / plain:.3f}; plain with fused Adam "
             f"{plain_fused * 1e3:.1f} ms/step -> ours / that = {ours / plain_fused:.3f}"
-            + (f"; plain bf16 {plain_bf16 * 1e3:.1f} ms/step" if plain_bf16 else "")
+            + (f"; {other} {other_time * 1e3:.1f} ms/step (plain / that = {plain / other_time:.3f})" if other else "")
         )
         total = sum(parts.values())
         print(

@@ -187,26 +187,26 @@ def test_batch_norm_is_recorded_and_a_resumed_model_keeps_its_own(tmp_path, devi
 
 def test_on_a_cpu_with_native_bf16_auto_trains_a_given_network_in_bf16_when_it_is_large_enough(monkeypatch):
     """A network the trainer does not time (given, a preset, a step count) follows a rule on its size, not a timing,
-    so the same seed and steps give the same run."""
+    so the same seed and steps give the same run: bf16 from BF16_MIN_STEP_GFLOP of forward work a step."""
+    from napari_seamless_unet.core.model import UNet, forward_flops
     from napari_seamless_unet.core.train import defaults
 
     monkeypatch.setattr(defaults, "_step_seconds", lambda *a, **k: pytest.fail("a given network is not timed"))
     monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: True)
     cpu, planes = torch.device("cpu"), [(512, 512)]
     for given in (
-        TrainConfig(base_channels=16, depth=3, tile_size=188, steps=100),
+        TrainConfig(base_channels=16, depth=4, tile_size=316, steps=100),  # 3.8 GFLOP
         TrainConfig(preset="paper"),
-        TrainConfig(steps=50),  # the device's network (16/4), its tile chosen, a step count
-        TrainConfig(base_channels=32, depth=2, tile_size=104, time_budget=60),
+        TrainConfig(steps=50),  # the device's network: 16/4 on 412-pixel tiles, a step count
+        TrainConfig(base_channels=32, depth=3, tile_size=188, time_budget=60),  # given: not timed
     ):
         config, settings = resolve_defaults(given, cpu, planes)
         assert config.precision == "bf16" and settings["precision"] == "bf16", given
         assert "precision" in settings["automatic"]
-    for small in (
-        TrainConfig(base_channels=8, depth=2, tile_size=188),
-        TrainConfig(base_channels=16, depth=2, tile_size=60),
-    ):
+    for small in (TrainConfig(base_channels=16, depth=3, tile_size=188), TrainConfig(base_channels=8, depth=4)):
         config, settings = resolve_defaults(small, cpu, planes)
+        flops = forward_flops(UNet(1, 2, config.base_channels, config.depth), (config.tile_size,) * 2)
+        assert flops < defaults.BF16_MIN_STEP_GFLOP * 1e9
         assert (
             config.precision == "auto" and settings["precision"] == "fp32" and "precision" not in settings["automatic"]
         )
@@ -224,7 +224,7 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(monkeypatch, tmp_path, 
     image, labels = touching_discs((160, 160), n_objects=6, seed=0)
     path = tmp_path / "run.unet.pt"
     monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: began_with_bf16)
-    network = {"base_channels": 16, "depth": 2, "tile_size": 104, "device": "cpu"}
+    network = {"base_channels": 64, "depth": 2, "tile_size": 104, "device": "cpu"}  # 4.6 GFLOP a forward pass
     first = train([image], [labels], config=TrainConfig(steps=2, save_path=str(path), **network))
     assert first.settings["precision"] == ("bf16" if began_with_bf16 else "fp32")
     monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: not began_with_bf16)  # as on another CPU

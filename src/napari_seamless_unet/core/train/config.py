@@ -216,8 +216,9 @@ class TrainConfig:
     precision : {"auto", "fp32", "bf16", "fp16"}
         Autocast precision; ``auto`` = bf16 on CUDA (where supported); on a CPU with native bf16 (AVX512-BF16,
         AMX) bf16 for 3D networks, for a 2D network chosen by the time budget when its measured bf16 step is
-        faster, and for any other 2D network of at least 16 channels on tiles of at least 104 pixels (all such
-        networks measured trained faster in bf16 there); float32 elsewhere. A resumed run keeps the precision it
+        faster, and for any other 2D network whose training batch takes at least 3 GFLOP a forward pass (16
+        channels of depth 4 on 316-pixel tiles, the paper network: 0.51-0.78 of the float32 step there); float32
+        elsewhere. A resumed run keeps the precision it
         began with. "bf16" also on any CPU. The precision used is in ``TrainResult.settings``.
     axes : str, optional
         Axes of the training images (like :func:`~napari_seamless_unet.predict`); default inferred.

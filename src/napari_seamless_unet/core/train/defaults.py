@@ -80,13 +80,13 @@ BF16_FASTER = 0.85
 # pixels) and nuclei (19) keep 16/2.
 STEPS_FLOOR = 2500
 # A 2D network the trainer does not time (given by the user, a preset, resumed, or trained for a number of steps)
-# trains in bf16 under precision "auto" on a CPU with native bf16 when it is at least this wide on input tiles at
-# least this large: every such network measured trained faster in bf16 on both native-bf16 CPUs (AMX Xeon:
-# 16/2/104 0.70-0.77, 16/3/188 0.49-0.64, 16/4/316 0.54 of the float32 step; AMD EPYC with AVX512-BF16: 16/2/104
-# and 16/3/188 0.70-0.77, the paper network 0.57; benchmarks/README.md). A rule on the network, not a timing, so
-# that the same seed and steps give the same run. Smaller networks (the tests' tiny ones) stay float32.
-BF16_MIN_CHANNELS = 16
-BF16_MIN_TILE = 104
+# trains in bf16 under precision "auto" on a CPU with native bf16 where one forward pass of its training batch
+# takes at least this many GFLOP: the plain loop of bench_train_speed.py took, in bf16, this share of its float32
+# step (benchmarks/README.md, "Training in bf16 without a budget"). AMD EPYC with AVX512-BF16, no AMX: 16/2 on
+# 104-pixel tiles (0.29 GFLOP) 0.91, 16/3 on 188 (1.2) 0.85, 16/4 on 316 (3.8) 0.78, 16/4 on 412 (8.0) 0.69, 32/4
+# on 316 (15) 0.83, the paper network on 572 (301) 0.51. AMX Xeon: 16/2/104 0.70-0.77, 16/3/188 0.49-0.64,
+# 16/4/316 0.54. A rule on the network, not a timing, so that the same seed and steps give the same run.
+BF16_MIN_STEP_GFLOP = 3.0
 
 
 def resolve(
@@ -175,7 +175,7 @@ def resolve(
     if values["learning_rate"] is None:
         values["learning_rate"] = DEFAULT_LEARNING_RATE[config.optimizer]
     geometry.check_input_shape(tile_shape, what="training tile")
-    if timings is None and _may_choose_bf16(config, device) and _bf16_pays(values, tile_shape):
+    if timings is None and _may_choose_bf16(config, device) and _bf16_pays(values, tile_shape, channels):
         precision = "bf16"
     if precision != config.precision:  # "auto" chose bf16: it trains this network faster on this CPU
         values["precision"] = precision
@@ -284,10 +284,14 @@ def _may_choose_bf16(config: TrainConfig, device: torch.device) -> bool:
     return config.precision == "auto" and device.type == "cpu" and int(config.ndim) == 2 and cpu_has_native_bf16()
 
 
-def _bf16_pays(values: dict[str, Any], tile_shape: Sequence[int]) -> bool:
-    """Whether a 2D network of these resolved values is large enough for bf16 (``BF16_MIN_CHANNELS``,
-    ``BF16_MIN_TILE``)."""
-    return int(values["base_channels"]) >= BF16_MIN_CHANNELS and min(tile_shape) >= BF16_MIN_TILE
+def _bf16_pays(values: dict[str, Any], tile_shape: Sequence[int], channels: tuple[int, int]) -> bool:
+    """Whether one forward pass of this 2D network's training batch takes ``BF16_MIN_STEP_GFLOP`` or more."""
+    from ..model import UNet, forward_flops
+
+    with torch.device("meta"):  # the shape arithmetic only, no weights
+        model = UNet(channels[0], channels[1], int(values["base_channels"]), int(values["depth"]))
+    flops = forward_flops(model, tuple(tile_shape), int(values["batch_size"]))
+    return flops >= BF16_MIN_STEP_GFLOP * 1e9
 
 
 def _step_seconds(

@@ -122,7 +122,7 @@ def training_autocast_dtype(device: torch.device, precision: str, ndim: int = 2)
     training step took 0.4-0.5x the float32 time there: 38 against 96 ms for 8/2 on 28x72x72, benchmarks/README.md,
     "3D"), while 2D training stays float32 here: ``train.defaults.resolve`` sets the precision to "bf16" itself
     for a 2D network where the budget probe measures bf16 faster, or (a network it does not time) where the network
-    is large enough (``defaults.BF16_MIN_CHANNELS``, ``defaults.BF16_MIN_TILE``).
+    is large enough (``defaults.BF16_MIN_STEP_GFLOP``).
     """
     if device.type == "cuda" or (device.type == "cpu" and precision in ("bf16", "fp16")):
         return autocast_dtype(device, precision)
