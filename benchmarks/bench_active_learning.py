@@ -16,9 +16,10 @@ load). After every round it prints the pixel error and the challenge's Rand erro
 of the cells, the connected components of cell probability > 0.5; until 2026-12-03 skimage's
 ``adapted_rand_error``, which counts the predicted membrane as one more segment) on slices 20-24, per strategy,
 mean and spread over ``--seeds`` seeds, twice: at the fixed threshold 0.5 (nothing chosen on the test slices),
-and each error at its best threshold of the cell probability (``bench_quality.THRESHOLDS``), the challenge's
-rule and ``bench_quality.py``'s. At 0.5 one membrane gap left by a small model merges two large cells and moves
-the Rand error by 0.3 from one round to the next; the best threshold scores the model rather than that gap.
+and each error at its best threshold of the cell probability (``bench_quality.COARSE_THRESHOLDS``, 0.05 to
+0.95, the grid its recorded figures used), the challenge's rule. At 0.5 one membrane gap left by a small model
+merges two large cells and moves the Rand error by 0.3 from one round to the next; the best threshold scores the
+model rather than that gap.
 
 At the end, for the final models: the ROC AUC of the uncertainty map for telling the wrong pixels of the
 prediction it describes (the argmax of the test-time-augmented probabilities) from the right ones, and the errors
@@ -42,7 +43,8 @@ import torch
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import ISBI, THRESHOLDS, isbi_data
+from bench_quality import COARSE_THRESHOLDS as THRESHOLDS  # the grid its recorded figures were scored on
+from bench_quality import ISBI, isbi_data
 from napari_seamless_unet.core.regions import PROPOSAL_MEASURE
 from napari_seamless_unet.core.uncertainty import MEASURES
 
