@@ -312,8 +312,8 @@ def main() -> None:
         objects = f"{r['objects_found']}/{r['objects_true']}" if "objects_true" in r else ""
         print(
             f"| {r['data']} | {r['budget_s']:g} s | {r['steps']} | {r['stop_reason']} | {f('pixel_error')} | "
-            f"{f('rand_error')} | {f('rand_error_to_095')} | {f('rand_error_skimage')} | {f('rand_error_cells_grown')} | {f('ap50')} | "
-            f"{f('mean_matched_iou')} | {objects} |"
+            f"{f('rand_error')} | {f('rand_error_to_095')} | {f('rand_error_skimage')} | "
+            f"{f('rand_error_cells_grown')} | {f('ap50')} | {f('mean_matched_iou')} | {objects} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -47,6 +47,18 @@ def read_resume(config: TrainConfig) -> dict[str, Any] | None:
     return payload
 
 
+def recorded_precision(payload: dict[str, Any] | None, device: torch.device) -> str | None:
+    """The precision ("fp32", "bf16", "fp16") a checkpoint's run trained in, where it trained on a device of this
+    type; None without training state (a fine-tuning starts afresh)."""
+    state = (payload or {}).get("training_state")
+    if not state:
+        return None
+    settings = json.loads(state["history"]).get("settings") or {}
+    if str(settings.get("device", "")).split(":")[0] != device.type:
+        return None
+    return settings.get("precision")
+
+
 def training_state(
     optimizer: torch.optim.Optimizer,
     step: int,

@@ -218,8 +218,8 @@ class TrainConfig:
         AMX) bf16 for 3D networks, for a 2D network chosen by the time budget when its measured bf16 step is
         faster, and for any other 2D network whose training batch takes at least 3 GFLOP a forward pass (16
         channels of depth 4 on 316-pixel tiles, the paper network: 0.51-0.78 of the float32 step there); float32
-        elsewhere. A resumed run keeps the precision it
-        began with. "bf16" also on any CPU. The precision used is in ``TrainResult.settings``.
+        elsewhere. A resumed run keeps the precision it began with. "bf16" also on any CPU. The precision used is
+        in ``TrainResult.settings``.
     axes : str, optional
         Axes of the training images (like :func:`~napari_seamless_unet.predict`); default inferred.
     normalization : dict

@@ -7,7 +7,6 @@ image is reported at once.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 from .. import shapes
 from ..devices import resolve_device
 from ..normalization import Normalization
+from .checkpoint import recorded_precision
 from .config import TrainConfig
 from .data import Plane, check_classes, make_planes, weight_map
 from .defaults import fits_budget_by_timing, network_geometry, resolve
@@ -63,7 +63,7 @@ def prepare(images, labels, config: TrainConfig, validation, names, payload: dic
     if val_planes:
         check_classes(val_planes, config, num_classes)
     device = resolve_device(config.device)
-    recorded = _resumed_precision(payload, device)
+    recorded = recorded_precision(payload, device)
     if config.precision == "auto" and recorded:
         config = dataclasses.replace(config, precision=recorded)  # a resumed run trains as it began
     # Labelling the objects is only worth it where the budget rule will use their size.
@@ -80,15 +80,3 @@ def prepare(images, labels, config: TrainConfig, validation, names, payload: dic
     if val_planes is None:
         planes, val_planes = split(planes, config, network_geometry(config).halo[-1])
     return RunData(planes, val_planes, in_channels, num_classes, normalization, device, config, settings, summary)
-
-
-def _resumed_precision(payload: dict | None, device: torch.device) -> str | None:
-    """The precision ("fp32", "bf16", "fp16") the checkpoint's run trained in on a device of this type, or None
-    (no training state: a fine-tuning starts afresh)."""
-    state = (payload or {}).get("training_state")
-    if not state:
-        return None
-    settings = json.loads(state["history"]).get("settings") or {}
-    if str(settings.get("device", "")).split(":")[0] != device.type:
-        return None
-    return settings.get("precision")
