@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from napari_seamless_unet import UNet, segment
@@ -31,3 +32,32 @@ def test_a_three_class_model_is_labelled_alike_with_and_without_probabilities():
         result = run(PredictionJob(model, image, "YX", device="cpu", probabilities=probabilities).run())
         np.testing.assert_array_equal(result.labels, expected)
         assert (result.probabilities is not None) == probabilities
+
+
+def test_a_viewer_job_hands_its_openmp_workers_back_when_it_ends(monkeypatch):
+    # Qt keeps a finished job's pool thread for 30 s; its idle OpenMP team slowed the next job's thread.
+    from napari_seamless_unet.core.errors import UNetInputError
+    from napari_seamless_unet.plugin import _common
+
+    calls = []
+    monkeypatch.setattr(_common, "release_openmp_threads", lambda: calls.append(1))
+
+    def job():
+        yield 1
+        return "done"
+
+    def bad_job():
+        yield 1
+        raise UNetInputError("the image layer 'x' has 4 axes")
+
+    returned = []
+    for generator_function in (job, bad_job):
+        guarded = _common._returning_user_errors(generator_function)()
+        assert next(guarded) == 1
+        assert len(calls) == len(returned)  # not while the job runs
+        with pytest.raises(StopIteration) as stop:
+            next(guarded)
+        returned.append(stop.value.value)
+    assert returned[0] == "done"
+    assert isinstance(returned[1], _common.UserError)
+    assert calls == [1, 1]

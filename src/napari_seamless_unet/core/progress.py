@@ -2,15 +2,20 @@
 
 Long computations are generators that ``yield`` :class:`Progress` events and ``return`` their result (napari's
 generator thread workers deliver the two as ``yielded`` and ``returned``). :func:`run` drives such a generator
-synchronously for scripts, feeding a progress callback or a tqdm-like object and honouring a stop request.
+synchronously for scripts, feeding a progress callback or a tqdm-like object and honouring a stop request; when
+it returns, the thread's idle OpenMP workers are handed back (:mod:`.openmp`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from .errors import Cancelled
+from .openmp import release_openmp_threads
+
+_nesting = threading.local()  # run() calls in progress in this thread (training validates through run())
 
 
 class Progress(NamedTuple):
@@ -64,6 +69,7 @@ def run(
     training saves and returns its model, prediction re-raises it.
     """
     callback = as_callback(progress)
+    _nesting.depth = getattr(_nesting, "depth", 0) + 1
     try:
         event = next(generator)
         while True:
@@ -78,3 +84,7 @@ def run(
             event = next(generator)
     except StopIteration as stop:
         return stop.value
+    finally:
+        _nesting.depth -= 1
+        if _nesting.depth == 0:  # the computation is over: its OpenMP workers must not slow other threads
+            release_openmp_threads()

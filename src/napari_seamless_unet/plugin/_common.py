@@ -14,6 +14,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..core.devices import available_devices
 from ..core.errors import UNetInputError
+from ..core.openmp import release_openmp_threads
 from ._layers import is_output
 from ._registry import ModelRegistry, registry_for
 
@@ -92,6 +93,9 @@ def _returning_user_errors(run):
             return (yield from run())
         except UNetInputError as err:
             return UserError(err)
+        finally:
+            # Qt keeps this pool thread for 30 s; its idle OpenMP team would slow the next job's thread 2x
+            release_openmp_threads()
 
     return guarded
 
@@ -100,7 +104,8 @@ def start_worker(run, *, yielded, returned, errored, finished):
     """Run the generator function ``run`` in a napari thread worker wired to the four handlers.
 
     A :class:`UNetInputError` raised inside ``run`` reaches ``returned`` as a :class:`UserError`, so the user
-    sees its message once; any other exception reaches ``errored`` (and napari's own error notification).
+    sees its message once; any other exception reaches ``errored`` (and napari's own error notification). When
+    the job ends, its thread's OpenMP workers are handed back (:mod:`..core.openmp`).
     """
     worker = create_worker(
         _returning_user_errors(run),
