@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -61,6 +62,7 @@ def test_a_released_thread_computes_the_same_afterwards():
 def test_run_releases_once_when_the_outermost_computation_ends(monkeypatch):
     calls = []
     monkeypatch.setattr(progress, "release_openmp_threads", lambda: calls.append(threading.get_ident()))
+    monkeypatch.setattr(progress, "RELEASE_AFTER_SECONDS", 0.0)
 
     def inner():
         yield Progress(0, 1)
@@ -79,6 +81,7 @@ def test_run_releases_once_when_the_outermost_computation_ends(monkeypatch):
 def test_run_releases_when_the_computation_fails(monkeypatch):
     calls = []
     monkeypatch.setattr(progress, "release_openmp_threads", lambda: calls.append(1))
+    monkeypatch.setattr(progress, "RELEASE_AFTER_SECONDS", 0.0)
 
     def failing():
         yield Progress(0, 1)
@@ -86,6 +89,26 @@ def test_run_releases_when_the_computation_fails(monkeypatch):
 
     with pytest.raises(ValueError):
         run(failing())
+    assert calls == [1]
+
+
+def test_a_short_computation_keeps_its_team(monkeypatch):
+    # ending and restarting a team costs 1-2 ms: not worth it after a call of a few milliseconds
+    calls = []
+    monkeypatch.setattr(progress, "release_openmp_threads", lambda: calls.append(1))
+
+    def quick():
+        yield Progress(0, 1)
+        return 1
+
+    def slow():
+        yield Progress(0, 1)
+        time.sleep(progress.RELEASE_AFTER_SECONDS * 1.5)
+        return 2
+
+    assert run(quick()) == 1
+    assert calls == []
+    assert run(slow()) == 2
     assert calls == [1]
 
 

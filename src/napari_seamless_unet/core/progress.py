@@ -3,12 +3,14 @@
 Long computations are generators that ``yield`` :class:`Progress` events and ``return`` their result (napari's
 generator thread workers deliver the two as ``yielded`` and ``returned``). :func:`run` drives such a generator
 synchronously for scripts, feeding a progress callback or a tqdm-like object and honouring a stop request; when
-it returns, the thread's idle OpenMP workers are handed back (:mod:`.openmp`).
+a computation of at least ``RELEASE_AFTER_SECONDS`` returns, the thread's idle OpenMP workers are handed back
+(:mod:`.openmp`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
@@ -16,6 +18,10 @@ from .errors import Cancelled
 from .openmp import release_openmp_threads
 
 _nesting = threading.local()  # run() calls in progress in this thread (training validates through run())
+
+# Ending a thread's OpenMP team and starting the next one cost 1-2 ms (a 128² prediction of a tiny network: 8-10 ms
+# a call, 1-2 ms more with the release); a computation shorter than this keeps its team.
+RELEASE_AFTER_SECONDS = 0.1
 
 
 class Progress(NamedTuple):
@@ -70,6 +76,7 @@ def run(
     """
     callback = as_callback(progress)
     _nesting.depth = getattr(_nesting, "depth", 0) + 1
+    started = time.perf_counter()
     try:
         event = next(generator)
         while True:
@@ -86,5 +93,6 @@ def run(
         return stop.value
     finally:
         _nesting.depth -= 1
-        if _nesting.depth == 0:  # the computation is over: its OpenMP workers must not slow other threads
+        # the computation is over: its OpenMP workers must not slow other threads
+        if _nesting.depth == 0 and time.perf_counter() - started >= RELEASE_AFTER_SECONDS:
             release_openmp_threads()
