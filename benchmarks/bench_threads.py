@@ -10,12 +10,16 @@ slices or synthetic discs) in the main thread, then the same in a new thread, ea
 - ``release``: as shipped;
 - ``keep``: the release switched off (the behaviour before), so the main thread's idle team stays;
 - ``pool``: a thread that trained and stays alive (a Qt pool thread waiting for its next job) beside the new
-  thread, as shipped; ``pool-keep``: the same with the release switched off.
+  thread, as shipped; ``pool-keep``: the same with the release switched off;
+- ``napari``: the new thread is a napari thread worker started as the widgets start theirs
+  (``plugin._common.start_worker``, Qt's global thread pool; needs a display or ``QT_QPA_PLATFORM=offscreen``);
+  ``napari-keep``: the same with the release switched off.
 
 Examples::
 
     python benchmarks/bench_threads.py                       # 3 processes per case
     python benchmarks/bench_threads.py --repeats 5 --precision fp32
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_threads.py --cases napari,napari-keep
 """
 
 from __future__ import annotations
@@ -72,15 +76,41 @@ def _in_thread(function):
     return out["value"]
 
 
+def _in_napari_worker(function):
+    """Run ``function`` as a viewer job does: a generator in a napari thread worker on Qt's global pool."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_seamless_unet.plugin._common import start_worker
+
+    app = QApplication.instance() or QApplication([])
+    out = {}
+
+    def job():
+        yield 0
+        out["value"] = function()
+        return out["value"]
+
+    start_worker(job, yielded=lambda _: None, returned=lambda _: app.quit(), errored=print, finished=app.quit)
+    app.exec_()
+    return out["value"]
+
+
 def child(case: str, steps: int, precision: str) -> dict:
     """One process: a step in the main thread, then in a new thread (``case`` as in the module docstring)."""
     if case.endswith("keep"):
         from napari_seamless_unet.core import progress
 
         progress.release_openmp_threads = lambda: False
+        if case.startswith("napari"):
+            from napari_seamless_unet.plugin import _common
+
+            _common.release_openmp_threads = lambda: False
     images, labels = _data()
     _train_seconds(images, labels, 10, precision)  # the process's first steps build kernels: not timed
     result = {"main_ms": _ms_per_step(images, labels, steps, precision)}
+    if case.startswith("napari"):
+        result["thread_ms"] = _in_napari_worker(lambda: _ms_per_step(images, labels, steps, precision))
+        return result
     if case.startswith("pool"):
         done, gate = threading.Event(), threading.Event()
 
