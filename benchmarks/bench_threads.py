@@ -31,20 +31,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
-ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012"
 
 
 def _data():
     import numpy as np
 
-    if (ISBI / "train-volume.tif").exists():
-        import tifffile
+    from bench_quality import ISBI, isbi_data  # this script's folder is on sys.path, as for bench_active_learning
 
-        images = tifffile.imread(ISBI / "train-volume.tif").astype(np.float32)[:6]
-        labels = (tifffile.imread(ISBI / "train-labels.tif")[:6] == 255).astype(np.int32)
-        return list(images), list(labels)
+    if (ISBI / "train-volume.tif").exists():
+        (images, labels), _ = isbi_data(ISBI)
+        return images[:6], labels[:6]
     from napari_seamless_unet.core.synthetic import touching_discs
 
     pairs = [touching_discs((512, 512), n_objects=60, seed=s) for s in range(3)]
