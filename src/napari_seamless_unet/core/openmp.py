@@ -4,12 +4,12 @@ On Linux torch runs its CPU kernels in OpenMP teams of GNU libgomp, and every th
 its team's worker threads for its next parallel region. Once libgomp manages more threads than there are CPUs, it
 stops spinning at its barriers ("throttled" spin count, a compile-time limit that no environment variable lifts):
 each worker then sleeps and is woken for every one of the thousands of small parallel regions of a training step.
-So a job in napari's worker thread ran 1.5-2.2x slower whenever another thread (the main thread after a
+So a job in napari's worker thread ran 1.2-2.4x slower whenever another thread (the main thread after a
 ``predict`` typed in the console, or a pool thread of an earlier job, which Qt keeps for 30 s) still held an idle
 team (``benchmarks/README.md``, "Training in a worker thread"). libgomp's ``omp_pause_resource_all`` (OpenMP 5.0)
-ends the calling thread's team; the next parallel region in that thread starts a new one, which costs about a
-tenth of a millisecond. :func:`release_openmp_threads` is called when a synchronous computation
-(:func:`~napari_seamless_unet.core.progress.run`) or a viewer job ends.
+ends the calling thread's team; the next parallel region in that thread starts a new one (ending and starting
+one cost 1-2 ms in all). :func:`release_openmp_threads` is called when a synchronous computation of at least
+0.1 s (:func:`~napari_seamless_unet.core.progress.run`) or a viewer job ends.
 
 Other OpenMP runtimes (LLVM's libomp on macOS, Microsoft's on Windows) pause the whole runtime rather than the
 caller's team, or have no such call, so there this does nothing.
