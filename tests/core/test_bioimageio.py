@@ -162,6 +162,16 @@ def test_an_instance_model_with_minmax_keeps_its_task_and_normalisation(tmp_path
     np.testing.assert_array_equal(segment(loaded, image, device="cpu"), segment(model, image, device="cpu"))
 
 
+def test_an_ensemble_exports_and_passes_bioimageio_test_model(tmp_path):
+    model = _model(members=2)
+    path = export_bioimageio(model, tmp_path / "ensemble.zip", **PACKAGE)
+    _passes_test_model(path)  # the traced weights give the members' mean probabilities, as the state dict does
+    loaded = load_model(path)
+    assert loaded.members == 2 and loaded.config == model.config
+    image = touching_discs((90, 110), seed=5)[0]
+    np.testing.assert_allclose(predict(loaded, image, device="cpu"), predict(model, image, device="cpu"), atol=1e-6)
+
+
 def test_a_trained_model_describes_its_training(tmp_path):
     from napari_seamless_unet.core.train import TrainConfig, train
 

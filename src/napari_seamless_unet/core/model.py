@@ -56,6 +56,12 @@ class UNet(nn.Module):
         network for anisotropic volumes (:func:`~napari_seamless_unet.core.shapes.anisotropic_rules`): where z
         is coarser than twice x and y, the first levels convolve in-plane only (1x3x3) and pool x and y only
         (1x2x2) until the spacings meet. ``None``: isotropic.
+    members : int
+        Independently initialised copies of the network, trained side by side (each on its own loss) and
+        predicting together: the output is the logarithm of the members' mean class probabilities, so a softmax
+        gives back their mean. A deep ensemble (Lakshminarayanan et al. 2017): where one member leaves a gap in a
+        faint membrane, the others close it. 1 (the default) is the paper's single network; more cost that
+        many times the compute. The members share the architecture, hence the tiling and the halo.
 
     Notes
     -----
@@ -76,6 +82,7 @@ class UNet(nn.Module):
         batch_norm: bool = False,
         ndim: int = 2,
         voxel_size: Sequence[float] | None = None,
+        members: int = 1,
     ):
         super().__init__()
         if ndim not in (2, 3):
@@ -89,6 +96,7 @@ class UNet(nn.Module):
             ("num_classes", num_classes, 2),
             ("base_channels", base_channels, 1),
             ("depth", depth, 1),
+            ("members", members, 1),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -145,6 +153,12 @@ class UNet(nn.Module):
             ]
         )
         self.head = (nn.Conv2d if ndim == 2 else nn.Conv3d)(channels[0], num_classes, kernel_size=1)
+        # The first member is this module's own layers, so a single network's state dict keeps the keys of every
+        # model file written before members existed; the others are whole networks of their own.
+        self.members = int(members)
+        if self.members > 1:
+            single = {**self.config, "members": 1}
+            self.other_members = nn.ModuleList([UNet(**single) for _ in range(self.members - 1)])
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -160,7 +174,31 @@ class UNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(N, in_channels, *spatial)`` to logits ``(N, num_classes, *spatial - 2*halo)``."""
+        """Map ``(N, in_channels, *spatial)`` to logits ``(N, num_classes, *spatial - 2*halo)``.
+
+        With several ``members``: ``log`` of their mean class probabilities (float32), whose softmax is that mean.
+        """
+        self._check_input(x)
+        if self.members == 1:
+            return self._single_forward(x)
+        # log mean_k softmax(z_k), accumulated member by member so that only one member's activations live at once
+        total = None
+        for logits in self._each_member(x):
+            log_p = torch.log_softmax(logits.float(), dim=1)
+            total = log_p if total is None else torch.logaddexp(total, log_p)
+        return total - math.log(self.members)
+
+    def member_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The logits of every member, each trained on its own loss (training uses this, prediction ``forward``)."""
+        self._check_input(x)
+        return list(self._each_member(x))
+
+    def _each_member(self, x: torch.Tensor):
+        yield self._single_forward(x)
+        for member in getattr(self, "other_members", ()):
+            yield member._single_forward(x)
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.ndim + 2 or x.shape[1] != self.in_channels:
             space = "height, width" if self.ndim == 2 else "depth, height, width"
             raise shapes.InvalidShapeError(
@@ -169,6 +207,9 @@ class UNet(nn.Module):
             )
         # Fail before any work, with the nearest valid shapes, rather than deep inside a pooling layer.
         self.geometry.check_input_shape(tuple(x.shape[2:]), what="input")
+
+    def _single_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """This module's own network (the first member): logits."""
         skips = []
         for level, block in enumerate(self.down):
             x = block(x)
@@ -195,8 +236,12 @@ class UNet(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Constructor arguments; ``UNet(**model.config)`` rebuilds the same architecture."""
-        return {
+        """Constructor arguments; ``UNet(**model.config)`` rebuilds the same architecture.
+
+        ``members`` appears only when above 1, so that a single network's file stays readable by versions from
+        before ensembles.
+        """
+        config = {
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "base_channels": self.base_channels,
@@ -209,6 +254,9 @@ class UNet(nn.Module):
             "ndim": self.ndim,
             "voxel_size": list(self.voxel_size) if self.voxel_size is not None else None,
         }
+        if getattr(self, "members", 1) > 1:
+            config["members"] = self.members
+        return config
 
     def extra_repr(self) -> str:
         return (
@@ -216,6 +264,7 @@ class UNet(nn.Module):
             f"depth={self.depth}, task={self.task!r}"
             + (", batch_norm=True" if self.batch_norm else "")
             + (f", ndim=3, voxel_size={self.voxel_size}" if self.ndim == 3 else "")
+            + (f", members={self.members}" if self.members > 1 else "")
         )
 
 
@@ -266,7 +315,7 @@ def forward_flops(model: UNet, input_shape: Sequence[int], batch: int = 1) -> in
         two_convs(2 * cout, cout, level)
         cin = cout
     convs.append((cin, model.num_classes, 1, math.prod(size)))
-    return batch * sum(2 * a * b * taps * pixels for a, b, taps, pixels in convs)
+    return batch * getattr(model, "members", 1) * sum(2 * a * b * taps * pixels for a, b, taps, pixels in convs)
 
 
 def flops_per_output_pixel(model: UNet) -> float:
@@ -282,4 +331,4 @@ def flops_per_output_pixel(model: UNet) -> float:
             up_in = ch * 2 ** (level + 1)
             total += (2 * up_in * c_out + 2 * 2 * c_out * c_out * taps + 2 * c_out * c_out * taps) * shrink
             shrink /= math.prod(r.pools[level] for r in rules)
-    return total + 2 * ch * model.num_classes
+    return getattr(model, "members", 1) * (total + 2 * ch * model.num_classes)
