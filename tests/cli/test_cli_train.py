@@ -89,6 +89,15 @@ def test_train_with_batch_norm_says_so_in_the_summary(capsys, tmp_path, folders,
     assert "batch norm on" in out and "batch norm on (auto)" not in out
 
 
+def test_train_an_ensemble_says_so_in_the_summary(capsys, tmp_path, folders, device):
+    model_path = tmp_path / "ensemble.unet.pt"
+    argv = ["train", *folders, "-o", model_path, "--size", "tiny", "--steps", 2, "--members", 2, "--device", device]
+    status, out, err = run_main(capsys, *argv)
+    assert status == 0, err
+    assert load_model(model_path).members == 2
+    assert "members 2" in out and "members 2 (auto)" not in out
+
+
 def test_train_semantic_with_validation_set_prints_summary(capsys, tmp_path, device):
     image, instances = touching_discs((96, 96), n_objects=8, seed=4)
     classes = np.where(instances > 0, 1 + instances % 2, 0).astype(np.uint8)  # classes 0, 1, 2

@@ -178,3 +178,6 @@ def test_the_end_message_shows_the_settings_chosen_for_the_device():
     }
     message = training_outcome(history, _config(50), None)
     assert "Network: 16 channels, depth 2, tiles of 104 px, batch 1, learning rate 0.003 (chosen for cpu)." in message
+    history["settings"]["members"] = 4
+    message = training_outcome(history, _config(50), None)
+    assert "tiles of 104 px, batch 1, 4 members, learning rate 0.003 (chosen for cpu)." in message

@@ -86,6 +86,16 @@ def test_three_instance_classes_train_a_model_that_segments(qtbot, viewer, tmp_p
     assert widget.make_config().instance_classes == 2
 
 
+def test_members_set_in_the_widget_train_an_ensemble(qtbot, viewer, tmp_path, notes):
+    widget = _widget(viewer, tmp_path, steps=2)
+    assert widget.make_config().members is None  # automatic
+    widget.members.value = 2
+    assert widget.make_config().members == 2
+    _run(qtbot, widget)
+    assert not notes["error"], notes["error"]
+    assert load_model(tmp_path / "trained.unet.pt").members == 2
+
+
 def test_stop_keeps_the_model_trained_so_far(qtbot, viewer, tmp_path, notes):
     widget = _widget(viewer, tmp_path, steps=100_000, preview_every=0)
     forward = widget._on_yielded

@@ -105,6 +105,13 @@ def add_parser(subparsers) -> None:
     train.add_argument(
         "--batch-size", type=positive_int, default=None, help="tiles per step (default: 1 on CPU, what fits on a GPU)"
     )
+    train.add_argument(
+        "--members",
+        type=positive_int,
+        default=None,
+        help="networks trained side by side that predict together, an ensemble (default: 1, or more where a time "
+        "budget buys one network more steps than it learns from)",
+    )
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="(default: %(default)s)")
     train.add_argument("--learning-rate", type=positive_float, default=None, help="default: per optimizer")
     train.add_argument("--validation-images", default=None, help="validation image file or folder (optional)")
@@ -186,6 +193,7 @@ def run(args) -> int:
         batch_norm=args.batch_norm,
         tile_size=args.tile_size,
         batch_size=args.batch_size,
+        members=args.members,
         steps=args.steps,
         time_budget=args.time_budget,
         optimizer=args.optimizer,
@@ -351,7 +359,16 @@ def history_summary(history: dict | None) -> list[str]:
         automatic = set(settings.get("automatic") or ())
         shown = ", ".join(
             f"{name.replace('_', ' ')} {_setting_text(settings[name])}" + (" (auto)" if name in automatic else "")
-            for name in ("base_channels", "depth", "dropout", "batch_norm", "tile_size", "batch_size", "learning_rate")
+            for name in (
+                "base_channels",
+                "depth",
+                "dropout",
+                "batch_norm",
+                "tile_size",
+                "batch_size",
+                "members",
+                "learning_rate",
+            )
             if isinstance(settings.get(name), (int, float))
         )
         if settings.get("precision"):

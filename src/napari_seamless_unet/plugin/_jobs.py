@@ -274,6 +274,8 @@ def settings_text(settings: dict | None, config=None) -> str:
     return (
         f" Network: {dims}{settings['base_channels']} channels, depth {settings['depth']}"
         f"{', batch norm' if settings.get('batch_norm') else ''}, tiles of "
-        f"{tile} px, batch {settings['batch_size']}, learning rate {settings['learning_rate']:g}"
+        f"{tile} px, batch {settings['batch_size']}"
+        f"{', ' + str(settings['members']) + ' members' if settings.get('members', 1) > 1 else ''}"
+        f", learning rate {settings['learning_rate']:g}"
         f"{', ' + settings['precision'] if settings.get('precision', 'fp32') != 'fp32' else ''}{chosen}."
     )

@@ -33,6 +33,7 @@ class AdvancedSettings:
         "preset",
         "device",
         "instance_output",
+        "members",
         "elastic",
         "flips",
         "rotation",
@@ -65,6 +66,15 @@ class AdvancedSettings:
             value=defaults.instance_classes,
             tooltip="instance task: background and foreground with a gap between touching objects (the paper's), "
             "or background, object interior and object border",
+        )
+        self.members = SpinBox(
+            label="members",
+            min=0,
+            max=16,
+            value=0,
+            tooltip="networks trained side by side that predict together (an ensemble: fewer merged or split "
+            "objects, each step that many times slower); 0 = automatic (more than 1 only where a time limit buys one "
+            "network more steps than it learns from)",
         )
         self.elastic = FloatSpinBox(
             label="elastic (px)",
@@ -115,7 +125,7 @@ class AdvancedSettings:
             label="preview every", min=0, max=100_000, value=25, tooltip="steps between prediction previews; 0 = off"
         )
         self.sections = {}
-        self.sections["network"], _ = section("Network", [self.preset, self.device, self.instance_output])
+        self.sections["network"], _ = section("Network", [self.preset, self.device, self.instance_output, self.members])
         self.sections["augmentation"], _ = section(
             "Augmentation", [self.elastic, self.flips, self.rotation, self.intensity]
         )
@@ -131,6 +141,7 @@ class AdvancedSettings:
             "ndim": int(self.dimensions.value),
             "instance_classes": int(self.instance_output.value) if task == "instances" else 2,
             "preset": None if self.preset.value == "auto" else self.preset.value,
+            "members": int(self.members.value) or None,
             "device": None if self.device.value == "auto" else self.device.value,
             "elastic_std": float(self.elastic.value),
             "flip": bool(self.flips.value),

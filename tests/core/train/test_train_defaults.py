@@ -15,6 +15,7 @@ def test_cpu_defaults_are_a_small_network_without_dropout(monkeypatch):
     monkeypatch.setattr(defaults, "cpu_has_native_bf16", lambda: False)  # with it, "precision" is chosen too
     config, settings = resolve_defaults(TrainConfig(), torch.device("cpu"), [(512, 512)])
     assert (config.base_channels, config.depth, config.dropout, config.batch_size) == (16, 4, 0.0, 1)
+    assert config.members == 1  # an ensemble only where a time budget buys the steps
     assert config.tile_size == 228 + 184  # about 228 output pixels a side
     assert set(settings["automatic"]) == {
         "base_channels",
@@ -23,6 +24,7 @@ def test_cpu_defaults_are_a_small_network_without_dropout(monkeypatch):
         "batch_norm",
         "tile_size",
         "batch_size",
+        "members",
         "learning_rate",
     }
 

@@ -170,6 +170,13 @@ class TrainConfig:
         and the elastic deformation. None: isotropic.
     batch_size : int, optional
         Tiles per step; None: 1 on CPU and MPS, what fits the memory on CUDA.
+    members : int, optional
+        Networks trained side by side from different random starts, each on its own loss over the same tiles,
+        and predicting together (``UNet(members=...)``: their mean class probabilities). Each step costs that
+        many networks' steps and each prediction that many networks' time. None: 1, or, for a semantic task whose
+        network a CPU time budget chooses, 2 where the budget buys that network at least 10000 steps
+        (:mod:`~napari_seamless_unet.core.train.defaults`, ``MEMBER_STEPS``): one network stops learning from
+        the data long before such a budget ends.
     steps : int, optional
         Optimisation steps this call takes (on resume: steps *more*). None: until ``time_budget`` runs out when
         there is one, else ``DEFAULT_STEPS`` (1000); on resume, the rest of the interrupted run's plan, so that
@@ -252,6 +259,7 @@ class TrainConfig:
     ndim: int = 2
     voxel_size: tuple[float, ...] | None = None
     batch_size: int | None = None
+    members: int | None = None
     steps: int | None = None
     time_budget: float | None = None
     optimizer: str = "adam"
@@ -307,9 +315,9 @@ def check_config(config: TrainConfig) -> None:
         bad(f"task must be one of {TASKS}, got {config.task!r}.")
     if config.unlabelled not in UNLABELLED:
         bad(f"unlabelled must be one of {UNLABELLED}, got {config.unlabelled!r}.")
-    for name in ("steps", "batch_size", "val_every", "checkpoint_every", "base_channels", "depth"):
+    for name in ("steps", "batch_size", "val_every", "checkpoint_every", "base_channels", "depth", "members"):
         value = getattr(config, name)
-        if name in ("steps", "batch_size", "base_channels", "depth", "val_every") and value is None:
+        if name in ("steps", "batch_size", "base_channels", "depth", "val_every", "members") and value is None:
             continue
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             bad(f"{name} must be a positive integer, got {value!r}; use e.g. {name}=1 or more.")

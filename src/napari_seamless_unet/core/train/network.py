@@ -112,6 +112,7 @@ def build_model(
         batch_norm=bool(config.batch_norm),
         ndim=int(config.ndim),
         voxel_size=config.voxel_size,
+        members=int(config.members or 1),
     )
 
 
