@@ -234,6 +234,18 @@ def run(
     return result
 
 
+def network_text(settings: dict | None) -> str:
+    """'16/3/188 x2, bf16': channels/depth/training tile, the members if more than one, the precision."""
+    if not settings or "base_channels" not in settings:
+        return ""
+    members = int(settings.get("members") or 1)
+    return (
+        f"{settings['base_channels']}/{settings['depth']}/{settings['tile_size']}"
+        + (f" x{members}" if members > 1 else "")
+        + f", {settings.get('precision', 'fp32')}"
+    )
+
+
 def _value(text: str):
     """A ``--set`` value: JSON (numbers, true, null, lists), else the text itself (``precision=bf16``)."""
     try:
@@ -300,10 +312,10 @@ def main() -> None:
         print(json.dumps(result), flush=True)
     print()
     print(
-        "| data | budget | steps | ended by | pixel error | Rand error | Rand error, thresholds to 0.95 | "
+        "| data | budget | network | steps | ended by | pixel error | Rand error | Rand error, thresholds to 0.95 | "
         "Rand error, skimage | Rand error, cells grown | AP@0.5 | mean matched IoU | objects (found/true) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
 
         def f(key: str, r: dict = r) -> str:
@@ -311,7 +323,8 @@ def main() -> None:
 
         objects = f"{r['objects_found']}/{r['objects_true']}" if "objects_true" in r else ""
         print(
-            f"| {r['data']} | {r['budget_s']:g} s | {r['steps']} | {r['stop_reason']} | {f('pixel_error')} | "
+            f"| {r['data']} | {r['budget_s']:g} s | {network_text(r.get('settings'))} | {r['steps']} | "
+            f"{r['stop_reason']} | {f('pixel_error')} | "
             f"{f('rand_error')} | {f('rand_error_to_095')} | {f('rand_error_skimage')} | "
             f"{f('rand_error_cells_grown')} | {f('ap50')} | {f('mean_matched_iou')} | {objects} |"
         )
