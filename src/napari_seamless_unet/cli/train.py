@@ -351,6 +351,8 @@ def history_summary(history: dict | None) -> list[str]:
     """Lines summing up a training history: steps, final loss, validation scores, time, early stop."""
     import numpy as np
 
+    from ..core.train.defaults import AUTOMATIC  # here, not at the top: --help must not import torch
+
     if not history:
         return []
     lines = []
@@ -359,16 +361,7 @@ def history_summary(history: dict | None) -> list[str]:
         automatic = set(settings.get("automatic") or ())
         shown = ", ".join(
             f"{name.replace('_', ' ')} {_setting_text(settings[name])}" + (" (auto)" if name in automatic else "")
-            for name in (
-                "base_channels",
-                "depth",
-                "dropout",
-                "batch_norm",
-                "tile_size",
-                "batch_size",
-                "members",
-                "learning_rate",
-            )
+            for name in AUTOMATIC  # the settings the trainer may choose, in the order it resolves them
             if isinstance(settings.get(name), (int, float))
         )
         if settings.get("precision"):
