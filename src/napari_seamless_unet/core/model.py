@@ -154,11 +154,10 @@ class UNet(nn.Module):
         )
         self.head = (nn.Conv2d if ndim == 2 else nn.Conv3d)(channels[0], num_classes, kernel_size=1)
         # The first member is this module's own layers, so a single network's state dict keeps the keys of every
-        # model file written before members existed; the others are whole networks of their own.
-        self.members = int(members)
-        if self.members > 1:
-            single = {**self.config, "members": 1}
-            self.other_members = nn.ModuleList([UNet(**single) for _ in range(self.members - 1)])
+        # model file written before members existed (an empty ModuleList adds none); the others are whole networks
+        # of their own, built from this one's config while it still describes a single network.
+        self.other_members = nn.ModuleList()
+        self.other_members.extend(UNet(**self.config) for _ in range(members - 1))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -172,6 +171,11 @@ class UNet(nn.Module):
                     fan_in = module.in_channels * math.prod(module.kernel_size)
                 nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_in))
                 nn.init.zeros_(module.bias)
+
+    @property
+    def members(self) -> int:
+        """Networks in this ensemble (1: the paper's single network)."""
+        return 1 + len(self.other_members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, in_channels, *spatial)`` to logits ``(N, num_classes, *spatial - 2*halo)``.
@@ -195,7 +199,7 @@ class UNet(nn.Module):
 
     def _each_member(self, x: torch.Tensor):
         yield self._single_forward(x)
-        for member in getattr(self, "other_members", ()):
+        for member in self.other_members:
             yield member._single_forward(x)
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -254,7 +258,7 @@ class UNet(nn.Module):
             "ndim": self.ndim,
             "voxel_size": list(self.voxel_size) if self.voxel_size is not None else None,
         }
-        if getattr(self, "members", 1) > 1:
+        if self.members > 1:
             config["members"] = self.members
         return config
 
@@ -315,7 +319,7 @@ def forward_flops(model: UNet, input_shape: Sequence[int], batch: int = 1) -> in
         two_convs(2 * cout, cout, level)
         cin = cout
     convs.append((cin, model.num_classes, 1, math.prod(size)))
-    return batch * getattr(model, "members", 1) * sum(2 * a * b * taps * pixels for a, b, taps, pixels in convs)
+    return batch * model.members * sum(2 * a * b * taps * pixels for a, b, taps, pixels in convs)
 
 
 def flops_per_output_pixel(model: UNet) -> float:
@@ -331,4 +335,4 @@ def flops_per_output_pixel(model: UNet) -> float:
             up_in = ch * 2 ** (level + 1)
             total += (2 * up_in * c_out + 2 * 2 * c_out * c_out * taps + 2 * c_out * c_out * taps) * shrink
             shrink /= math.prod(r.pools[level] for r in rules)
-    return getattr(model, "members", 1) * (total + 2 * ch * model.num_classes)
+    return model.members * (total + 2 * ch * model.num_classes)

@@ -257,11 +257,11 @@ def _fastest_network_for_budget(
     channels: tuple[int, int],
     batch_norm: bool,
     object_diameter: float | None = None,
-) -> tuple[tuple[int, int, int, str], dict[str, float]]:
+) -> tuple[tuple[int, int, int, str, float], dict[str, float]]:
     """The largest candidate whose measured step fits ``STEPS_WANTED`` times into the budget (else the smallest),
     or, while the one chosen does not see ``object_diameter`` pixels whole, a deeper one that fits ``STEPS_FLOOR``
-    times: ``(base, depth, tile, precision, seconds of its whole step)`` and the timings. ``precision`` is the config's, or "bf16" where
-    "auto" measured it faster (``_may_choose_bf16``, ``BF16_FASTER``)."""
+    times: ``(base, depth, tile, precision, seconds of its whole step)`` and the timings. ``precision`` is the
+    config's, or "bf16" where "auto" measured it faster (``_may_choose_bf16``, ``BF16_FASTER``)."""
     three_d = int(config.ndim) == 3
     limit = float(config.time_budget) / (STEPS_WANTED_3D if three_d else STEPS_WANTED)
     floor = float(config.time_budget) / STEPS_FLOOR
@@ -376,5 +376,5 @@ def _batch_size(values: dict[str, Any], device: torch.device, config: TrainConfi
 
     voxel_size = config.voxel_size if int(config.ndim) == 3 else None
     probe = UNet(1, 2, int(values["base_channels"]), int(values["depth"]), ndim=len(tile_shape), voxel_size=voxel_size)
-    per_tile = 4 * estimate_tile_memory(probe, tile_shape) * int(values.get("members") or 1)  # all members' backward
+    per_tile = 4 * estimate_tile_memory(probe, tile_shape) * int(values["members"])  # every member's backward
     return int(max(1, min(16, memory_budget(device) // 2 // max(1, per_tile))))
