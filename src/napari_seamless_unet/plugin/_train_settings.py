@@ -72,9 +72,9 @@ class AdvancedSettings:
             min=0,
             max=16,
             value=0,
-            tooltip="networks trained side by side that predict together (an ensemble: fewer merged or split "
-            "objects, each step that many times slower); 0 = automatic (more than 1 only where a time limit buys one "
-            "network more steps than it learns from)",
+            tooltip="networks trained side by side that predict together (an ensemble; each step and each prediction "
+            "that many times slower); 0 = automatic (2 for a semantic task where the time limit buys one network "
+            "10000 steps, else 1)",
         )
         self.elastic = FloatSpinBox(
             label="elastic (px)",
